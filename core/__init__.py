@@ -1,0 +1,1 @@
+"""EmoForge domain logic. Never imports streamlit: pages call into here."""

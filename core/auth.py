@@ -1,0 +1,203 @@
+"""Users, passwords and roles. Every rule about who may do what lives here, not in the pages.
+
+Passwords are hashed with Argon2id (argon2-cffi); the clear text is never stored or logged.
+Core functions take an `Actor` (who is asking) and call `require_*` before they act, so hiding a
+menu entry is a convenience, never the protection.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+
+from db.models import Role, User, utcnow
+from db.session import read_session, write_session
+
+_hasher = PasswordHasher()
+
+MIN_PASSWORD_LENGTH = 8
+
+
+class AuthError(Exception):
+    """Login refused (same message for unknown users and wrong passwords)."""
+
+
+class PermissionDenied(Exception):
+    """The actor's role does not allow this."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is asking: a plain value handed from the page to core functions."""
+
+    id: int
+    username: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.admin
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: int
+    username: str
+    role: Role
+    active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+# Pages each role may open. Keys are the page ids used by app.py's navigation.
+PAGE_ROLES: dict[str, frozenset[Role]] = {
+    "dashboard": frozenset({Role.admin}),
+    "corpus": frozenset({Role.admin}),
+    "generate": frozenset({Role.admin}),
+    "review": frozenset({Role.admin, Role.annotator}),
+    "curate": frozenset({Role.admin}),
+    "export": frozenset({Role.admin}),
+    "train": frozenset({Role.admin}),
+    "playground": frozenset({Role.admin, Role.annotator}),
+    "jobs": frozenset({Role.admin}),
+    "admin": frozenset({Role.admin}),
+}
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _to_actor(user: User) -> Actor:
+    return Actor(id=user.id, username=user.username, role=Role(user.role))
+
+
+def _to_view(user: User) -> UserView:
+    return UserView(user.id, user.username, Role(user.role), user.active, user.created_at, user.last_login_at)
+
+
+def can_open(actor: Actor | None, page: str) -> bool:
+    return actor is not None and actor.role in PAGE_ROLES.get(page, frozenset())
+
+
+def require_page(actor: Actor | None, page: str) -> Actor:
+    if actor is None:
+        raise PermissionDenied("Please log in.")
+    if not can_open(actor, page):
+        raise PermissionDenied(f"The {actor.role.value} role cannot open the {page} page.")
+    return actor
+
+
+def require_admin(actor: Actor | None) -> Actor:
+    if actor is None or not actor.is_admin:
+        raise PermissionDenied("Only an admin can do this.")
+    return actor
+
+
+def _check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.")
+
+
+def _check_username(username: str) -> str:
+    username = username.strip()
+    if not username or len(username) > 64 or any(ch.isspace() for ch in username):
+        raise ValueError("A username is 1 to 64 characters without spaces.")
+    return username
+
+
+def authenticate(username: str, password: str) -> Actor:
+    """The actor for a username and password, or AuthError. Rehashes on a parameter upgrade."""
+    with write_session() as session:
+        user = session.scalar(select(User).where(User.username == username.strip()))
+        if user is None or not user.active or not verify_password(user.password_hash, password):
+            raise AuthError("Wrong username or password.")
+        if _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = hash_password(password)
+        user.last_login_at = utcnow()
+        return _to_actor(user)
+
+
+def create_user(actor: Actor | None, username: str, password: str, role: Role | str = Role.annotator) -> UserView:
+    require_admin(actor)
+    return _insert_user(username, password, Role(role))
+
+
+def _insert_user(username: str, password: str, role: Role) -> UserView:
+    username = _check_username(username)
+    _check_password_strength(password)
+    with write_session() as session:
+        if session.scalar(select(User.id).where(User.username == username)) is not None:
+            raise ValueError(f"The username {username!r} is taken.")
+        user = User(username=username, password_hash=hash_password(password), role=role)
+        session.add(user)
+        session.flush()
+        return _to_view(user)
+
+
+def list_users(actor: Actor | None) -> list[UserView]:
+    require_admin(actor)
+    with read_session() as session:
+        return [_to_view(u) for u in session.scalars(select(User).order_by(User.username))]
+
+
+def update_user(
+    actor: Actor | None, user_id: int, *, role: Role | str | None = None, active: bool | None = None
+) -> UserView:
+    require_admin(actor)
+    with write_session() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise ValueError(f"No user with id {user_id}.")
+        new_role = Role(role) if role is not None else Role(user.role)
+        new_active = user.active if active is None else active
+        if user.role == Role.admin and (new_role != Role.admin or not new_active):
+            other_admins = session.scalar(
+                select(func.count()).select_from(User).where(
+                    User.role == Role.admin, User.active.is_(True), User.id != user.id
+                )
+            )
+            if not other_admins:
+                raise ValueError("The last active admin cannot be demoted or deactivated.")
+        user.role, user.active = new_role, new_active
+        return _to_view(user)
+
+
+def set_password(actor: Actor | None, user_id: int, new_password: str) -> None:
+    """Admins reset anyone's password; everyone may change their own."""
+    if actor is None or (actor.id != user_id and not actor.is_admin):
+        raise PermissionDenied("You can only change your own password.")
+    _check_password_strength(new_password)
+    with write_session() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise ValueError(f"No user with id {user_id}.")
+        user.password_hash = hash_password(new_password)
+
+
+def ensure_admin(username: str, password: str | None) -> str | None:
+    """Create the first admin if there is no admin yet.
+
+    Returns the generated password (to be printed once) when none was given, else None.
+    Does nothing, and returns None, when an admin already exists.
+    """
+    with read_session() as session:
+        if session.scalar(select(User.id).where(User.role == Role.admin).limit(1)) is not None:
+            return None
+    generated = None
+    if not password:
+        generated = password = secrets.token_urlsafe(12)
+    _insert_user(username, password, Role.admin)
+    return generated

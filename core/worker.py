@@ -1,0 +1,157 @@
+"""`python -m core.worker`: runs queued jobs until stopped. Start as many as you like.
+
+Each worker claims one job at a time under a lease, keeps the lease alive from a heartbeat
+thread, and hands the job to its handler. If this process dies (even SIGKILL), the lease runs
+out and another worker resumes the job from its last committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+
+from core import jobs
+from db.models import Job, JobStatus
+from db.session import write_session
+
+log = logging.getLogger("emoforge.worker")
+
+# Modules whose import registers job handlers (`@jobs.handler("kind")`).
+HANDLER_MODULES = ["core.corpus"]
+
+
+class WorkerStopping(Exception):
+    """SIGTERM / SIGINT: give the job back and leave."""
+
+
+def load_handlers() -> None:
+    for name in HANDLER_MODULES:
+        importlib.import_module(name)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Heartbeat(threading.Thread):
+    """Extends the lease every third of its length while the handler works."""
+
+    def __init__(self, job_id: int, worker_id: str, lease_seconds: float):
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.job_id, self.worker_id, self.lease_seconds = job_id, worker_id, lease_seconds
+        self.stopped = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.lease_seconds / 3):
+            try:
+                if not jobs.heartbeat(self.job_id, self.worker_id, self.lease_seconds):
+                    self.lost = True
+                    return
+            except Exception:  # a busy database must not kill the thread; the next beat retries
+                log.exception("heartbeat for job %s failed", self.job_id)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def release(job_id: int, worker_id: str) -> None:
+    """Put a job we were running back in the queue (on a polite shutdown)."""
+    with write_session() as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.lease_owner == worker_id and job.status == JobStatus.running:
+            job.status, job.lease_owner, job.lease_until = JobStatus.queued, None, None
+            job.attempts = max(0, job.attempts - 1)  # a shutdown is not a failed attempt
+            jobs._event(session, job_id, "worker stopped; job put back in the queue", "warning", worker_id)
+
+
+def run_job(job_id: int, worker_id: str, lease_seconds: float) -> JobStatus | None:
+    """Run one claimed job to its end. Returns the final status (None when the lease was lost)."""
+    ctx = jobs.JobContext(job_id, worker_id)
+    handler = jobs.HANDLERS.get(ctx.kind)
+    if handler is None:
+        jobs.finish(job_id, worker_id, JobStatus.failed, error=f"no handler for job kind {ctx.kind!r}")
+        return JobStatus.failed
+    beat = Heartbeat(job_id, worker_id, lease_seconds)
+    beat.start()
+    try:
+        result = handler(ctx)
+    except jobs.JobCancelled:
+        jobs.finish(job_id, worker_id, JobStatus.cancelled)
+        return JobStatus.cancelled
+    except jobs.LeaseLost as lost:
+        log.warning("%s", lost)
+        return None
+    except jobs.JobFailed as failure:
+        jobs.finish(job_id, worker_id, JobStatus.failed, error=str(failure))
+        return JobStatus.failed
+    except WorkerStopping:
+        release(job_id, worker_id)
+        raise
+    except Exception as error:  # the reason goes to the user; the traceback to the log and events
+        log.exception("job %s failed", job_id)
+        ctx.log(traceback.format_exc(limit=8), level="debug")
+        jobs.finish(job_id, worker_id, JobStatus.failed, error=f"{type(error).__name__}: {error}")
+        return JobStatus.failed
+    finally:
+        beat.stop()
+    jobs.finish(job_id, worker_id, JobStatus.succeeded, result=result or {})
+    return JobStatus.succeeded
+
+
+def serve(*, once: bool = False, poll_seconds: float = 1.0, lease_seconds: float = jobs.DEFAULT_LEASE_SECONDS,
+          kinds: list[str] | None = None, worker_id: str | None = None) -> int:
+    """Claim and run jobs until stopped; with `once`, until the queue is empty. Returns jobs run."""
+    load_handlers()
+    worker_id = worker_id or new_worker_id()
+    log.info("worker %s started", worker_id)
+    ran = 0
+    while True:
+        job_id = jobs.claim(worker_id, lease_seconds, kinds)
+        if job_id is None:
+            if once:
+                return ran
+            time.sleep(poll_seconds)
+            continue
+        log.info("job %s claimed", job_id)
+        status = run_job(job_id, worker_id, lease_seconds)
+        log.info("job %s ended: %s", job_id, status.value if status else "lease lost")
+        ran += 1
+
+
+def _raise_stopping(signum, _frame):
+    raise WorkerStopping(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.worker", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between polls when idle")
+    parser.add_argument("--lease", type=float, default=float(os.environ.get("EMOFORGE_LEASE_SECONDS",
+                                                                          jobs.DEFAULT_LEASE_SECONDS)),
+                        help="lease length in seconds; a dead worker's job is taken over after it")
+    parser.add_argument("--kinds", default="", help="comma-separated job kinds to run (default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, _raise_stopping)
+    signal.signal(signal.SIGINT, _raise_stopping)
+    try:
+        serve(once=args.once, poll_seconds=args.poll, lease_seconds=args.lease,
+              kinds=[k for k in args.kinds.split(",") if k] or None)
+    except WorkerStopping as stop:
+        log.info("stopping on %s", stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

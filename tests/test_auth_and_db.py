@@ -1,0 +1,128 @@
+"""Users, roles and the database set-up rules (pragmas, write locks, migrations in step with models)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+
+from core import auth
+from db.models import Base, Role, User
+from db.session import get_engine, read_session, sqlite_module, write_session
+
+
+def test_passwords_are_hashed_with_argon2_and_never_stored_in_clear(admin):
+    with read_session() as session:
+        stored = session.scalar(select(User.password_hash).where(User.username == "admin"))
+    assert stored.startswith("$argon2id$") and "admin-pass-123" not in stored
+    assert auth.verify_password(stored, "admin-pass-123") and not auth.verify_password(stored, "nope")
+
+
+def test_login_refuses_wrong_password_unknown_user_and_inactive_user(admin):
+    for username, password in (("admin", "wrong-password"), ("ghost", "admin-pass-123")):
+        with pytest.raises(auth.AuthError, match="Wrong username or password"):
+            auth.authenticate(username, password)
+    user = auth.create_user(admin, "bob", "bob-password-1", Role.annotator)
+    auth.update_user(admin, user.id, active=False)
+    with pytest.raises(auth.AuthError):
+        auth.authenticate("bob", "bob-password-1")
+
+
+def test_only_admins_manage_users_and_everyone_may_change_their_own_password(admin, annotator):
+    with pytest.raises(auth.PermissionDenied):
+        auth.create_user(annotator, "eve", "eve-password-1")
+    with pytest.raises(auth.PermissionDenied):
+        auth.list_users(annotator)
+    with pytest.raises(auth.PermissionDenied):
+        auth.set_password(annotator, admin.id, "taken-over-123")
+    auth.set_password(annotator, annotator.id, "new-password-99")
+    assert auth.authenticate("ann", "new-password-99").role == Role.annotator
+    assert [u.username for u in auth.list_users(admin)] == ["admin", "ann"]
+
+
+def test_user_rules(admin):
+    with pytest.raises(ValueError, match="at least 8"):
+        auth.create_user(admin, "short", "123")
+    with pytest.raises(ValueError, match="taken"):
+        auth.create_user(admin, "admin", "another-pass-1")
+    with pytest.raises(ValueError, match="last active admin"):
+        auth.update_user(admin, admin.id, role=Role.annotator)
+
+
+def test_page_access_by_role(admin, annotator):
+    assert all(auth.can_open(admin, page) for page in auth.PAGE_ROLES)
+    allowed = {page for page in auth.PAGE_ROLES if auth.can_open(annotator, page)}
+    assert allowed == {"review", "playground"}
+    for page in ("admin", "generate", "train", "export", "corpus", "jobs"):
+        with pytest.raises(auth.PermissionDenied):
+            auth.require_page(annotator, page)
+    with pytest.raises(auth.PermissionDenied, match="log in"):
+        auth.require_page(None, "review")
+
+
+def test_first_admin_is_created_once_with_a_generated_password(database):
+    generated = auth.ensure_admin("root", None)
+    assert generated and len(generated) >= 12
+    assert auth.authenticate("root", generated).is_admin
+    assert auth.ensure_admin("root", None) is None  # an admin exists: nothing printed again
+
+
+def test_sqlite_connections_use_wal_busy_timeout_foreign_keys_and_a_fixed_sqlite(sqlite_database):
+    version = tuple(int(part) for part in sqlite_module().sqlite_version.split("."))
+    assert version >= (3, 51, 3), "the WAL-reset corruption fix is needed for app + worker writes"
+    with get_engine().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_sqlite_write_transactions_take_the_write_lock_up_front(sqlite_database):
+    """A second read-modify-write waits for the first instead of losing its update or failing."""
+    auth.ensure_admin("admin", "admin-pass-123")
+    first_has_read = threading.Event()
+    errors: list[BaseException] = []
+
+    def bump(wait_for: threading.Event | None):
+        try:
+            if wait_for:
+                wait_for.wait(timeout=5)
+            with write_session() as session:
+                user = session.scalar(select(User).where(User.role == Role.admin))
+                if wait_for is None:
+                    first_has_read.set()
+                    time.sleep(0.3)  # the second writer starts while we hold the lock
+                user.username = user.username + "!"
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=bump, args=(None,)), threading.Thread(target=bump, args=(first_has_read,))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with read_session() as session:
+        assert session.scalar(select(User.username)) == "admin!!"
+
+
+def test_migrations_match_the_models(database):
+    with get_engine().connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models and migrations differ; add a migration: {diff}"
+
+
+def test_foreign_keys_cascade(database, admin):
+    from db.models import Corpus, Passage, Story
+
+    with write_session() as session:
+        corpus = Corpus(name="c")
+        corpus.stories.append(Story(position=0, text="t", content_hash="h", passages=[Passage(position=0, text="t")]))
+        session.add(corpus)
+    with write_session() as session:
+        session.execute(text("DELETE FROM corpora"))
+    with read_session() as session:
+        assert session.scalar(text("SELECT count(*) FROM passages")) == 0

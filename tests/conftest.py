@@ -41,6 +41,16 @@ def _drop_postgres_schema(base_url: str, schema: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch):
+    """Argon2 at production cost takes ~50 ms a hash; tests are not about its cost, only its use."""
+    from argon2 import PasswordHasher
+
+    from core import auth
+
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture(params=BACKENDS)
 def database(request, tmp_path, monkeypatch) -> str:
     """A migrated, empty database; DATABASE_URL and EMOFORGE_HOME point at it. Yields the URL."""

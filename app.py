@@ -1,0 +1,93 @@
+"""EmoForge: `streamlit run app.py`.
+
+Logs the user in, makes sure the database is migrated and seeded (once per process), and builds
+the navigation from the pages the user's role may open (core.auth decides; the pages check again).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import config
+from core.auth import PAGE_ROLES, AuthError, authenticate, can_open
+from ui.jobs import live_jobs_panel
+from ui.nav import visible_sections
+from ui.session import ACTOR_KEY, log_in, log_out
+
+REQUESTED_KEY = "requested_page"  # the page address a logged-out visitor asked for
+
+st.set_page_config(page_title="EmoForge", page_icon=":material/psychology:", layout="wide")
+
+
+@st.cache_resource(show_spinner="Preparing the database…")
+def prepare_database(url: str) -> str:
+    """Migrate and seed the database at `url` once per process (keyed by URL: tests use many)."""
+    try:
+        from core.bootstrap import prepare_database as prepare
+    except ModuleNotFoundError as exc:
+        if exc.name != "core.bootstrap":
+            raise
+        from core.taxonomy import seed_defaults
+        from db.migrate import upgrade
+
+        upgrade(url)
+        seed_defaults()
+    else:
+        prepare(url)
+    return url
+
+
+def login_page() -> None:
+    st.title("EmoForge")
+    st.caption("Build emotion-classification data sets with LLMs and distil them into small models.")
+    with st.form("login", enter_to_submit=True):
+        username = st.text_input("Username", key="login_username", autocomplete="username")
+        password = st.text_input("Password", type="password", key="login_password", autocomplete="current-password")
+        submitted = st.form_submit_button("Log in", type="primary")
+    if submitted:
+        try:
+            actor = authenticate(username or "", password or "")
+        except AuthError:
+            st.error("Wrong username or password.")
+        else:
+            log_in(actor)
+            st.rerun()
+
+
+def no_pages() -> None:
+    st.info("Your role has no pages yet.")
+
+
+prepare_database(config.database_url())
+
+actor = st.session_state.get(ACTOR_KEY)
+if actor is None:
+    # Every page address shows the login form (hidden pages with the pages' url paths), so a link
+    # to /jobs keeps its address through the login and opens the Jobs page afterwards.
+    login = st.Page(login_page, title="Log in", icon=":material/login:", url_path="login", default=True)
+    placeholders = [st.Page(login_page, title="Log in", url_path=page_id, visibility="hidden")
+                    for page_id in PAGE_ROLES]
+    page = st.navigation([login, *placeholders], position="hidden")
+    if page.url_path in PAGE_ROLES:
+        st.session_state[REQUESTED_KEY] = page.url_path
+else:
+    sections = {
+        name: [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.page_id) for p in pages]
+        for name, pages in visible_sections(actor).items()
+    }
+    with st.sidebar:
+        st.text(f"Logged in as {actor.username} ({actor.role.value})")
+        if st.button("Log out", icon=":material/logout:", key="logout"):
+            log_out()
+            st.rerun()
+        if actor.is_admin:
+            live_jobs_panel(actor)
+    if sections:
+        page = st.navigation(sections)
+    else:  # a role without pages: nothing to show but the sidebar
+        page = st.navigation([st.Page(no_pages, title="Home", url_path="home")])
+    requested = st.session_state.pop(REQUESTED_KEY, None)
+    if requested and not can_open(actor, requested):
+        # `requested` is one of the fixed page ids (never raw URL text).
+        st.warning(f"Page not found: the {requested} page is not open to the {actor.role.value} role.")
+page.run()

@@ -1,0 +1,596 @@
+"""Label sets (taxonomies): the defaults EmoForge ships, and the ones admins create or import.
+
+Pages get plain frozen dataclasses, never ORM objects. Functions that change something take the
+`actor` first and check it. Label names are normalised (stripped, lower case, single spaces) so
+that 'Joy', ' joy ' and 'JOY' can never become three labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from core.auth import Actor, require_admin
+from db.models import Label, LabelGrouping, OOTAction, OOTMapping, Taxonomy
+from db.session import read_session, write_session
+
+MAX_LABEL_LENGTH = 64
+MAX_TAXONOMY_NAME_LENGTH = 128
+MIN_LABELS = 2
+TAXONOMY_FILE_TYPES = (".csv", ".json", ".txt")
+
+
+class TaxonomyError(ValueError):
+    """A taxonomy or a taxonomy file that cannot be used; the message says what and where."""
+
+
+# --------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class LabelView:
+    id: int
+    name: str
+    description: str
+    position: int
+
+
+@dataclass(frozen=True)
+class TaxonomyView:
+    id: int
+    name: str
+    description: str
+    label_count: int
+    multi_label: bool
+
+
+@dataclass(frozen=True)
+class TaxonomyDetail:
+    id: int
+    name: str
+    description: str
+    multi_label: bool
+    labels: tuple[LabelView, ...]
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+
+@dataclass(frozen=True)
+class OOTMappingView:
+    id: int
+    source_name: str
+    action: OOTAction
+    target_label: str | None
+    occurrences: int
+    note: str
+
+
+def _detail(taxonomy: Taxonomy) -> TaxonomyDetail:
+    labels = tuple(LabelView(l.id, l.name, l.description, l.position) for l in taxonomy.labels)
+    return TaxonomyDetail(taxonomy.id, taxonomy.name, taxonomy.description, taxonomy.multi_label, labels)
+
+
+# --------------------------------------------------------------------------- the defaults
+
+GOEMOTIONS = "GoEmotions"
+EKMAN = "Ekman"
+SENTIMENT = "Sentiment"
+
+# Order of GoEmotions' emotions.txt: label ids in the data set are positions in this list.
+GOEMOTIONS_LABELS: list[tuple[str, str]] = [
+    ("admiration", "Respect or esteem for someone or something found impressive."),
+    ("amusement", "Finding something funny, playful or entertaining."),
+    ("anger", "Strong displeasure or hostility toward someone or something felt as a wrong."),
+    ("annoyance", "Mild anger: irritation or impatience at something bothersome."),
+    ("approval", "Agreeing with, accepting or thinking well of something."),
+    ("caring", "Kindness and concern for someone's well-being, often with wish to help."),
+    ("confusion", "Not understanding what is happening or what is meant; feeling puzzled."),
+    ("curiosity", "Wanting to know, find out or explore something."),
+    ("desire", "Wanting something or someone, or wishing strongly that something would happen."),
+    ("disappointment", "Sadness or displeasure because hopes or expectations were not met."),
+    ("disapproval", "Disagreeing with, rejecting or thinking badly of something."),
+    ("disgust", "Revulsion at something found repulsive, offensive or morally repugnant."),
+    ("embarrassment", "Self-conscious discomfort, awkwardness or shame in front of others."),
+    ("excitement", "Eager, energised enthusiasm about something happening or about to happen."),
+    ("fear", "Being afraid of danger, harm or a threat."),
+    ("gratitude", "Thankfulness and appreciation for something received or done."),
+    ("grief", "Deep sorrow over a loss, especially someone's death."),
+    ("joy", "Happiness, delight or pleasure."),
+    ("love", "Strong affection, attachment or romantic feeling for someone or something."),
+    ("nervousness", "Unease, worry or anxiety about what might happen."),
+    ("optimism", "Hope and confidence that things will turn out well."),
+    ("pride", "Satisfaction with one's own achievements, or those of someone close."),
+    ("realization", "Suddenly becoming aware of or understanding something."),
+    ("relief", "Release from worry or distress once a threat or burden is gone."),
+    ("remorse", "Regret and guilt over something one did wrong."),
+    ("sadness", "Unhappiness, sorrow or emotional pain."),
+    ("surprise", "Being startled or astonished by something unexpected."),
+    ("neutral", "No particular emotion is expressed."),
+]
+
+EKMAN_LABELS: list[tuple[str, str]] = [
+    ("anger", "Displeasure, irritation or hostility, from mild annoyance to rage."),
+    ("disgust", "Revulsion at something repulsive or offensive."),
+    ("fear", "Feeling threatened, afraid, anxious or nervous."),
+    ("joy", "Any pleasant, positive feeling: happiness, love, gratitude, pride, hope."),
+    ("sadness", "Sorrow, disappointment, grief, regret or shame."),
+    ("surprise", "Reaction to the unexpected, including confusion, curiosity and sudden insight."),
+    ("neutral", "No particular emotion is expressed."),
+]
+
+SENTIMENT_LABELS: list[tuple[str, str]] = [
+    ("positive", "A pleasant emotion such as joy, love, gratitude or relief."),
+    ("negative", "An unpleasant emotion such as anger, fear, sadness or disgust."),
+    ("ambiguous", "An emotion that can be pleasant or unpleasant: surprise, curiosity, confusion, realization."),
+    ("neutral", "No particular emotion is expressed."),
+]
+
+# GoEmotions label -> Ekman label, as published in the GoEmotions paper (Demszky et al., 2020).
+EKMAN_GROUPING: dict[str, list[str]] = {
+    "anger": ["anger", "annoyance", "disapproval"],
+    "disgust": ["disgust"],
+    "fear": ["fear", "nervousness"],
+    "joy": ["joy", "amusement", "approval", "excitement", "gratitude", "love", "optimism", "relief",
+            "pride", "admiration", "desire", "caring"],
+    "sadness": ["sadness", "disappointment", "embarrassment", "grief", "remorse"],
+    "surprise": ["surprise", "realization", "confusion", "curiosity"],
+    "neutral": ["neutral"],
+}
+
+# GoEmotions label -> sentiment, as published in the GoEmotions paper.
+SENTIMENT_GROUPING: dict[str, list[str]] = {
+    "positive": ["amusement", "excitement", "joy", "love", "desire", "optimism", "caring", "pride",
+                 "admiration", "gratitude", "relief", "approval"],
+    "negative": ["fear", "nervousness", "remorse", "embarrassment", "disappointment", "sadness", "grief",
+                 "disgust", "anger", "annoyance", "disapproval"],
+    "ambiguous": ["realization", "surprise", "curiosity", "confusion"],
+    "neutral": ["neutral"],
+}
+
+# Emotion names a teacher model often uses instead of a GoEmotions label. Only clear synonyms:
+# anything debatable is left for a person to decide in the out-of-taxonomy review.
+GOEMOTIONS_SYNONYMS: dict[str, str] = {
+    "anxiety": "nervousness",
+    "worry": "nervousness",
+    "happiness": "joy",
+    "delight": "joy",
+    "frustration": "annoyance",
+    "irritation": "annoyance",
+    "rage": "anger",
+    "fury": "anger",
+    "terror": "fear",
+    "hope": "optimism",
+    "shame": "embarrassment",
+    "guilt": "remorse",
+    "regret": "remorse",
+    "sorrow": "sadness",
+    "astonishment": "surprise",
+    "thankfulness": "gratitude",
+    "affection": "love",
+    "compassion": "caring",
+}
+SEEDED_SYNONYM_NOTE = "seeded synonym"
+
+
+def seed_defaults() -> None:
+    """Create the default taxonomies that are missing. Safe to call on every start.
+
+    A default taxonomy that already exists is never touched, so an admin's edits survive restarts.
+    Groupings and synonyms are seeded together with the taxonomy they belong to.
+    """
+    try:
+        with write_session() as session:
+            _seed(session)
+    except IntegrityError:
+        # Another process (app and worker start together) seeded at the same moment: its
+        # transaction won, ours rolled back. What is left to do is only what it did not do.
+        with write_session() as session:
+            _seed(session)
+
+
+def _seed(session: Session) -> None:
+    created = {
+        name: _create_if_absent(session, name, description, labels)
+        for name, description, labels in (
+            (GOEMOTIONS, "The 27 emotions and neutral of the GoEmotions data set (Demszky et al., 2020).",
+             GOEMOTIONS_LABELS),
+            (EKMAN, "Ekman's six basic emotions and neutral; GoEmotions labels group into them.", EKMAN_LABELS),
+            (SENTIMENT, "Positive, negative, ambiguous or neutral; GoEmotions labels group into them.",
+             SENTIMENT_LABELS),
+        )
+    }
+    session.flush()
+    for target, groups in ((EKMAN, EKMAN_GROUPING), (SENTIMENT, SENTIMENT_GROUPING)):
+        if created[GOEMOTIONS] or created[target]:
+            _seed_grouping(session, GOEMOTIONS, target, groups)
+    if created[GOEMOTIONS]:
+        _seed_synonyms(session, GOEMOTIONS, GOEMOTIONS_SYNONYMS)
+
+
+def _create_if_absent(session: Session, name: str, description: str, labels: list[tuple[str, str]]) -> bool:
+    if session.scalar(select(Taxonomy.id).where(Taxonomy.name == name)) is not None:
+        return False
+    session.add(Taxonomy(name=name, description=description, multi_label=True, labels=_new_labels(labels)))
+    return True
+
+
+def _label_ids(session: Session, taxonomy_name: str) -> dict[str, int]:
+    rows = session.execute(
+        select(Label.name, Label.id)
+        .join(Taxonomy, Taxonomy.id == Label.taxonomy_id)
+        .where(Taxonomy.name == taxonomy_name)
+    )
+    return {name: label_id for name, label_id in rows}
+
+
+def _seed_grouping(session: Session, source: str, target: str, groups: dict[str, list[str]]) -> None:
+    source_ids, target_ids = _label_ids(session, source), _label_ids(session, target)
+    existing = set(session.execute(select(LabelGrouping.source_label_id, LabelGrouping.target_label_id)).tuples())
+    for target_name, source_names in groups.items():
+        for source_name in source_names:
+            pair = (source_ids.get(source_name), target_ids.get(target_name))
+            # A label an admin renamed or removed is skipped rather than guessed at.
+            if None not in pair and pair not in existing:
+                session.add(LabelGrouping(source_label_id=pair[0], target_label_id=pair[1]))
+
+
+def _seed_synonyms(session: Session, taxonomy_name: str, synonyms: dict[str, str]) -> None:
+    taxonomy_id = session.scalar(select(Taxonomy.id).where(Taxonomy.name == taxonomy_name))
+    label_ids = _label_ids(session, taxonomy_name)
+    known = set(session.scalars(select(OOTMapping.source_name).where(OOTMapping.taxonomy_id == taxonomy_id)))
+    for source_name, target in synonyms.items():
+        if source_name not in known and target in label_ids:
+            session.add(OOTMapping(
+                taxonomy_id=taxonomy_id, source_name=source_name, action=OOTAction.map,
+                target_label_id=label_ids[target], decided_by_id=None, note=SEEDED_SYNONYM_NOTE,
+            ))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def list_taxonomies() -> list[TaxonomyView]:
+    counts = select(Label.taxonomy_id, func.count(Label.id).label("n")).group_by(Label.taxonomy_id).subquery()
+    query = (
+        select(Taxonomy, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.taxonomy_id == Taxonomy.id)
+        .order_by(Taxonomy.name)
+    )
+    with read_session() as session:
+        return [
+            TaxonomyView(t.id, t.name, t.description, int(n), t.multi_label)
+            for t, n in session.execute(query).tuples()
+        ]
+
+
+def get_taxonomy(taxonomy_id: int) -> TaxonomyDetail:
+    with read_session() as session:
+        return _detail(_taxonomy_or_error(session, taxonomy_id))
+
+
+def get_taxonomy_by_name(name: str) -> TaxonomyDetail | None:
+    with read_session() as session:
+        taxonomy = session.scalar(select(Taxonomy).where(Taxonomy.name == name.strip()))
+        return _detail(taxonomy) if taxonomy is not None else None
+
+
+def grouping(source_taxonomy_id: int, target_taxonomy_id: int) -> dict[str, str]:
+    """Source label name -> target label name (e.g. GoEmotions 'annoyance' -> Ekman 'anger')."""
+    source, target = aliased(Label), aliased(Label)
+    query = (
+        select(source.name, target.name)
+        .join(LabelGrouping, LabelGrouping.source_label_id == source.id)
+        .join(target, target.id == LabelGrouping.target_label_id)
+        .where(source.taxonomy_id == source_taxonomy_id, target.taxonomy_id == target_taxonomy_id)
+        .order_by(source.position, target.position)
+    )
+    result: dict[str, str] = {}
+    with read_session() as session:
+        for source_name, target_name in session.execute(query).tuples():
+            # Should a label ever be grouped into two targets, the first target in order wins.
+            result.setdefault(source_name, target_name)
+    return result
+
+
+def list_oot_mappings(taxonomy_id: int) -> list[OOTMappingView]:
+    query = (
+        select(OOTMapping, Label.name)
+        .outerjoin(Label, Label.id == OOTMapping.target_label_id)
+        .where(OOTMapping.taxonomy_id == taxonomy_id)
+        .order_by(OOTMapping.source_name)
+    )
+    with read_session() as session:
+        return [
+            OOTMappingView(m.id, m.source_name, OOTAction(m.action), label_name, m.occurrences, m.note)
+            for m, label_name in session.execute(query).tuples()
+        ]
+
+
+def _taxonomy_or_error(session: Session, taxonomy_id: int) -> Taxonomy:
+    taxonomy = session.get(Taxonomy, taxonomy_id)
+    if taxonomy is None:
+        raise TaxonomyError(f"No taxonomy with id {taxonomy_id}.")
+    return taxonomy
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def normalise_label(name: str) -> str:
+    """'  Very   Happy ' -> 'very happy'."""
+    return " ".join(str(name).split()).lower()
+
+
+def _clean_labels(entries: list[tuple[str, str, str]], source: str) -> list[tuple[str, str]]:
+    """Normalise and check (name, description, where) entries; `where` is 'line 3' or 'entry 2'.
+
+    `source` (a file name, or 'labels') starts every message so the user knows what to fix.
+    """
+    cleaned: list[tuple[str, str]] = []
+    first_seen: dict[str, str] = {}
+    for raw_name, description, where in entries:
+        name = _clean_label_name(raw_name, f"{source}, {where}: ")
+        if name in first_seen:
+            raise TaxonomyError(f"{source}, {where}: duplicate label {name!r} (first at {first_seen[name]})")
+        first_seen[name] = where
+        cleaned.append((name, " ".join(str(description or "").split())))
+    if len(cleaned) < MIN_LABELS:
+        raise TaxonomyError(f"{source}: a taxonomy needs at least {MIN_LABELS} labels (found {len(cleaned)})")
+    return cleaned
+
+
+def _clean_label_name(raw_name: str, prefix: str = "") -> str:
+    name = normalise_label(raw_name)
+    if not name:
+        raise TaxonomyError(f"{prefix}empty label name")
+    if len(name) > MAX_LABEL_LENGTH:
+        raise TaxonomyError(
+            f"{prefix}label {name[:20]!r}... is {len(name)} characters long; the limit is {MAX_LABEL_LENGTH}"
+        )
+    return name
+
+
+def _clean_given_labels(labels: list[tuple[str, str]] | list[str]) -> list[tuple[str, str]]:
+    entries = []
+    for i, item in enumerate(labels, start=1):
+        name, description = (item, "") if isinstance(item, str) else (item[0], item[1] if len(item) > 1 else "")
+        entries.append((name, description, f"label {i}"))
+    return _clean_labels(entries, "labels")
+
+
+def _clean_taxonomy_name(name: str) -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise TaxonomyError("A taxonomy needs a name.")
+    if len(name) > MAX_TAXONOMY_NAME_LENGTH:
+        raise TaxonomyError(f"A taxonomy name is at most {MAX_TAXONOMY_NAME_LENGTH} characters.")
+    return name
+
+
+def _check_name_free(session: Session, name: str, except_id: int | None = None) -> None:
+    query = select(Taxonomy.id).where(func.lower(Taxonomy.name) == name.lower())
+    if except_id is not None:
+        query = query.where(Taxonomy.id != except_id)
+    if session.scalar(query) is not None:
+        raise TaxonomyError(f"A taxonomy named {name!r} already exists.")
+
+
+def _new_labels(labels: list[tuple[str, str]]) -> list[Label]:
+    return [Label(name=name, description=description, position=i) for i, (name, description) in enumerate(labels)]
+
+
+# --------------------------------------------------------------------------- changing
+
+
+def create_taxonomy(
+    actor: Actor | None,
+    name: str,
+    description: str,
+    labels: list[tuple[str, str]],
+    multi_label: bool = True,
+) -> TaxonomyDetail:
+    require_admin(actor)
+    name = _clean_taxonomy_name(name)
+    cleaned = _clean_given_labels(labels)
+    return _insert_taxonomy(name, description, cleaned, multi_label)
+
+
+def _insert_taxonomy(name: str, description: str, labels: list[tuple[str, str]], multi_label: bool) -> TaxonomyDetail:
+    with write_session() as session:
+        _check_name_free(session, name)
+        taxonomy = Taxonomy(name=name, description=(description or "").strip(), multi_label=multi_label,
+                            labels=_new_labels(labels))
+        session.add(taxonomy)
+        session.flush()
+        return _detail(taxonomy)
+
+
+def update_taxonomy(
+    actor: Actor | None,
+    taxonomy_id: int,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    labels: list[tuple[str, str]] | None = None,
+    multi_label: bool | None = None,
+) -> TaxonomyDetail:
+    """Change what is given. `labels` is the full new list, in order.
+
+    A label whose name is still there keeps its id (and so its groupings and suggestions);
+    a label left out is deleted with what points at it. Renaming is `rename_label`.
+    """
+    require_admin(actor)
+    cleaned = _clean_given_labels(labels) if labels is not None else None
+    with write_session() as session:
+        taxonomy = _taxonomy_or_error(session, taxonomy_id)
+        if name is not None:
+            name = _clean_taxonomy_name(name)
+            _check_name_free(session, name, except_id=taxonomy.id)
+            taxonomy.name = name
+        if description is not None:
+            taxonomy.description = description.strip()
+        if multi_label is not None:
+            taxonomy.multi_label = multi_label
+        if cleaned is not None:
+            _replace_labels(taxonomy, cleaned)
+        session.flush()
+        session.refresh(taxonomy, ["labels"])
+        return _detail(taxonomy)
+
+
+def _replace_labels(taxonomy: Taxonomy, labels: list[tuple[str, str]]) -> None:
+    existing = {label.name: label for label in taxonomy.labels}
+    kept: list[Label] = []
+    for position, (name, description) in enumerate(labels):
+        label = existing.get(name) or Label(name=name)
+        label.description, label.position = description, position
+        kept.append(label)
+    # delete-orphan on Taxonomy.labels deletes the labels no longer in the list.
+    taxonomy.labels = kept
+
+
+def rename_label(actor: Actor | None, label_id: int, new_name: str) -> LabelView:
+    """Rename in place: the label keeps its id, so groupings and suggestions follow it."""
+    require_admin(actor)
+    name = _clean_label_name(new_name)
+    with write_session() as session:
+        label = session.get(Label, label_id)
+        if label is None:
+            raise TaxonomyError(f"No label with id {label_id}.")
+        taken = session.scalar(
+            select(Label.id).where(Label.taxonomy_id == label.taxonomy_id, Label.name == name, Label.id != label.id)
+        )
+        if taken is not None:
+            raise TaxonomyError(f"This taxonomy already has a label {name!r}.")
+        label.name = name
+        return LabelView(label.id, label.name, label.description, label.position)
+
+
+def delete_taxonomy(actor: Actor | None, taxonomy_id: int) -> None:
+    require_admin(actor)
+    with write_session() as session:
+        session.delete(_taxonomy_or_error(session, taxonomy_id))
+
+
+# --------------------------------------------------------------------------- files
+
+
+def parse_taxonomy_file(filename: str, data: bytes) -> list[tuple[str, str]]:
+    """Labels from a .csv (name[,description] with a header), .json or .txt file, checked."""
+    source = PurePath(filename).name or "file"
+    suffix = PurePath(source).suffix.lower()
+    if suffix not in TAXONOMY_FILE_TYPES:
+        raise TaxonomyError(
+            f"{source}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(TAXONOMY_FILE_TYPES)}"
+        )
+    text = _decode(source, data)
+    entries = {".csv": _csv_entries, ".json": _json_entries, ".txt": _txt_entries}[suffix](source, text)
+    return _clean_labels(entries, source)
+
+
+def import_taxonomy(
+    actor: Actor | None, name: str, filename: str, data: bytes, description: str = "", multi_label: bool = True
+) -> TaxonomyDetail:
+    require_admin(actor)
+    name = _clean_taxonomy_name(name)
+    labels = parse_taxonomy_file(filename, data)
+    return _insert_taxonomy(name, description, labels, multi_label)
+
+
+def _decode(source: str, data: bytes) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TaxonomyError(
+            f"{source}: not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start})"
+        ) from None
+    if not text.strip():
+        raise TaxonomyError(f"{source}: the file is empty")
+    return text
+
+
+def _txt_entries(source: str, text: str) -> list[tuple[str, str, str]]:
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):  # blank lines and comments
+            continue
+        name, _, description = line.partition(":")
+        entries.append((name, description, f"line {number}"))
+    return entries
+
+
+def _csv_entries(source: str, text: str) -> list[tuple[str, str, str]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [normalise_label(column) for column in next(reader)]
+    except StopIteration:
+        raise TaxonomyError(f"{source}: the file is empty") from None
+    if "name" not in header:
+        raise TaxonomyError(
+            f"{source}, line 1: the header needs a 'name' column (found: {', '.join(header) or 'nothing'})"
+        )
+    name_at = header.index("name")
+    description_at = header.index("description") if "description" in header else None
+    entries = []
+    line = reader.line_num
+    try:
+        for row in reader:
+            where, line = f"line {line + 1}", reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            name = row[name_at] if name_at < len(row) else ""
+            description = row[description_at] if description_at is not None and description_at < len(row) else ""
+            entries.append((name, description, where))
+    except csv.Error as error:
+        raise TaxonomyError(f"{source}, line {reader.line_num}: not valid CSV ({error})") from None
+    return entries
+
+
+def _json_entries(source: str, text: str) -> list[tuple[str, str, str]]:
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TaxonomyError(f"{source}, line {error.lineno}: not valid JSON ({error.msg})") from None
+    if isinstance(data, dict):
+        return [(name, _json_string(source, description, f"entry {name!r}"), f"entry {name!r}")
+                for name, description in data.items()]
+    if not isinstance(data, list):
+        raise TaxonomyError(
+            f"{source}: expected a list of names, a list of {{name, description}} objects "
+            "or a {name: description} object"
+        )
+    return [_json_list_entry(source, item, f"entry {i}") for i, item in enumerate(data, start=1)]
+
+
+def _json_list_entry(source: str, item: Any, where: str) -> tuple[str, str, str]:
+    if isinstance(item, str):
+        return item, "", where
+    if isinstance(item, dict):
+        if "name" not in item:
+            raise TaxonomyError(f"{source}, {where}: no 'name' field")
+        name = _json_string(source, item["name"], where)
+        return name, _json_string(source, item.get("description", ""), where), where
+    raise TaxonomyError(
+        f"{source}, {where}: expected a name or a {{name, description}} object, got {type(item).__name__}"
+    )
+
+
+def _json_string(source: str, value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TaxonomyError(f"{source}, {where}: expected text, got {type(value).__name__}")
+    return value

@@ -1,0 +1,224 @@
+"""Admin: users, taxonomies, and (with issue #3) the LLM engine settings."""
+
+import pandas as pd
+import streamlit as st
+
+from core import taxonomy as tax
+from core.auth import PermissionDenied, create_user, list_users, set_password, update_user
+from db.models import Role
+from ui.session import flash, guard, show_flashes
+
+actor = guard("admin")
+
+st.title("Admin")
+users_tab, taxonomies_tab, engine_tab = st.tabs(["Users", "Taxonomies", "Engine"])
+
+ROLES = [role.value for role in Role]
+
+
+def show_failure(exc: Exception) -> None:
+    st.error(str(exc))
+
+
+# --------------------------------------------------------------------------- users
+
+with users_tab:
+    show_flashes("users")
+    users = list_users(actor)
+    st.dataframe(
+        pd.DataFrame([{"id": u.id, "username": u.username, "role": u.role.value, "active": u.active,
+                       "created": u.created_at, "last login": u.last_login_at} for u in users]),
+        hide_index=True,
+    )
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Create a user")
+        with st.form("create_user", clear_on_submit=True):
+            new_username = st.text_input("Username", key="new_user_name")
+            new_password = st.text_input("Password", type="password", key="new_user_password",
+                                         autocomplete="new-password")
+            new_role = st.selectbox("Role", ROLES, index=ROLES.index(Role.annotator.value), key="new_user_role")
+            if st.form_submit_button("Create user", type="primary"):
+                try:
+                    created = create_user(actor, new_username or "", new_password or "", new_role)
+                except (ValueError, PermissionDenied) as exc:
+                    show_failure(exc)
+                else:
+                    flash(f"User created ({created.role.value}).", scope="users")
+                    st.rerun()
+
+    with right:
+        st.subheader("Change a user")
+        by_id = {u.id: u for u in users}
+        user_id = st.selectbox("User", list(by_id), format_func=lambda i: by_id[i].username, key="edit_user_id")
+        if user_id is not None:
+            user = by_id[user_id]
+            with st.form(f"edit_user_{user.id}"):
+                role = st.selectbox("Role", ROLES, index=ROLES.index(user.role.value), key=f"edit_role_{user.id}")
+                active = st.checkbox("Active", value=user.active, key=f"edit_active_{user.id}")
+                if st.form_submit_button("Save changes"):
+                    try:
+                        update_user(actor, user.id, role=role, active=active)
+                    except (ValueError, PermissionDenied) as exc:
+                        show_failure(exc)
+                    else:
+                        flash("User updated.", scope="users")
+                        st.rerun()
+            with st.form(f"reset_password_{user.id}", clear_on_submit=True):
+                password = st.text_input("New password", type="password", autocomplete="new-password",
+                                         key=f"new_password_{user.id}")
+                if st.form_submit_button("Reset password"):
+                    try:
+                        set_password(actor, user.id, password or "")
+                    except (ValueError, PermissionDenied) as exc:
+                        show_failure(exc)
+                    else:
+                        st.success("Password changed.")
+
+# --------------------------------------------------------------------------- taxonomies
+
+def edited_rows(frame: pd.DataFrame) -> list[tuple[object, str, str]]:
+    """(label id or None, name, description) of each non-empty row of a labels editor."""
+    rows = []
+    for record in frame.to_dict("records"):
+        name = "" if pd.isna(record.get("name")) else str(record["name"])
+        description = "" if pd.isna(record.get("description")) else str(record["description"])
+        label_id = record.get("id")
+        label_id = None if label_id is None or pd.isna(label_id) else int(label_id)
+        if name.strip() or description.strip():
+            rows.append((label_id, name, description))
+    return rows
+
+
+def save_taxonomy(detail: tax.TaxonomyDetail, name: str, description: str, multi_label: bool,
+                  frame: pd.DataFrame) -> None:
+    rows = edited_rows(frame)
+    original = {label.id: label.name for label in detail.labels}
+    # A renamed label keeps its id (and its groupings) through rename_label; the full list then goes
+    # to update_taxonomy, which adds the new rows and deletes the removed ones.
+    for label_id, new_name, _ in rows:
+        if label_id in original and tax.normalise_label(new_name) != original[label_id]:
+            tax.rename_label(actor, label_id, new_name)
+    tax.update_taxonomy(actor, detail.id, name=name, description=description, multi_label=multi_label,
+                        labels=[(label_name, label_description) for _, label_name, label_description in rows])
+
+
+LABEL_COLUMNS = {
+    "id": None,  # kept (hidden) so that renames keep the label's id
+    "name": st.column_config.TextColumn("Label", required=True, max_chars=tax.MAX_LABEL_LENGTH),
+    "description": st.column_config.TextColumn("Description", width="large"),
+}
+
+with taxonomies_tab:
+    show_flashes("taxonomies")
+    taxonomies = tax.list_taxonomies()
+    if taxonomies:
+        st.dataframe(
+            pd.DataFrame([{"id": t.id, "name": t.name, "labels": t.label_count, "multi-label": t.multi_label,
+                           "description": t.description} for t in taxonomies]),
+            hide_index=True,
+        )
+        names = {t.id: t.name for t in taxonomies}
+        taxonomy_id = st.selectbox("Taxonomy", list(names), format_func=names.get, key="taxonomy_selected")
+        detail = tax.get_taxonomy(taxonomy_id)
+        version = st.session_state.get("taxonomy_editor_version", 0)
+        with st.form(f"taxonomy_edit_{detail.id}_{version}"):
+            edit_name = st.text_input("Name", value=detail.name, max_chars=tax.MAX_TAXONOMY_NAME_LENGTH)
+            edit_description = st.text_area("Description", value=detail.description, height=68)
+            edit_multi = st.checkbox("Multi-label (an example may carry several labels)", value=detail.multi_label)
+            frame = st.data_editor(
+                pd.DataFrame([{"id": l.id, "name": l.name, "description": l.description} for l in detail.labels],
+                             columns=["id", "name", "description"]),
+                num_rows="dynamic", hide_index=True, column_config=LABEL_COLUMNS,
+                key=f"taxonomy_labels_{detail.id}_{version}",
+            )
+            if st.form_submit_button("Save", type="primary"):
+                try:
+                    save_taxonomy(detail, edit_name, edit_description, edit_multi, frame)
+                except (ValueError, PermissionDenied) as exc:
+                    show_failure(exc)
+                else:
+                    st.session_state["taxonomy_editor_version"] = version + 1
+                    flash("Taxonomy saved.", scope="taxonomies")
+                    st.rerun()
+
+        st.subheader("Out-of-taxonomy names")
+        st.caption("Emotion names the teacher used outside this taxonomy, and what is done with them.")
+        mappings = tax.list_oot_mappings(detail.id)
+        if mappings:
+            st.dataframe(
+                pd.DataFrame([{"name": m.source_name, "action": m.action.value, "label": m.target_label or "",
+                               "occurrences": m.occurrences, "note": m.note} for m in mappings]),
+                hide_index=True,
+            )
+        else:
+            st.caption("None yet.")
+
+        with st.expander("Delete this taxonomy"):
+            st.text(f"{detail.name}: {len(detail.labels)} labels, their groupings and mappings.")
+            confirm = st.checkbox("Yes, delete this taxonomy", key=f"confirm_taxonomy_{detail.id}")
+            if st.button("Delete taxonomy", disabled=not confirm, key=f"delete_taxonomy_{detail.id}",
+                         icon=":material/delete_forever:"):
+                try:
+                    tax.delete_taxonomy(actor, detail.id)
+                except (ValueError, PermissionDenied) as exc:
+                    show_failure(exc)
+                else:
+                    flash("Taxonomy deleted.", scope="taxonomies")
+                    st.rerun()
+    else:
+        st.info("No taxonomy yet.")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Create a taxonomy")
+        new_version = st.session_state.get("taxonomy_new_version", 0)
+        with st.form(f"taxonomy_create_{new_version}"):
+            new_name = st.text_input("Name", key=f"taxonomy_new_name_{new_version}",
+                                     max_chars=tax.MAX_TAXONOMY_NAME_LENGTH)
+            new_description = st.text_input("Description", key=f"taxonomy_new_description_{new_version}")
+            new_multi = st.checkbox("Multi-label", value=True, key=f"taxonomy_new_multi_{new_version}")
+            new_frame = st.data_editor(
+                pd.DataFrame({"name": pd.Series(dtype="str"), "description": pd.Series(dtype="str")}),
+                num_rows="dynamic", hide_index=True, column_config=LABEL_COLUMNS,
+                key=f"taxonomy_new_labels_{new_version}",
+            )
+            if st.form_submit_button("Create taxonomy"):
+                try:
+                    tax.create_taxonomy(actor, new_name or "", new_description or "",
+                                        [(n, d) for _, n, d in edited_rows(new_frame)], multi_label=new_multi)
+                except (ValueError, PermissionDenied) as exc:
+                    show_failure(exc)
+                else:
+                    st.session_state["taxonomy_new_version"] = new_version + 1
+                    flash("Taxonomy created.", scope="taxonomies")
+                    st.rerun()
+
+    with right:
+        st.subheader("Import a taxonomy")
+        st.caption(".csv with a name (and description) column, .json list or object, or .txt with "
+                   "one `name: description` per line.")
+        import_round = st.session_state.get("taxonomy_import_round", 0)  # a new round empties the uploader
+        upload = st.file_uploader("Taxonomy file", type=["csv", "json", "txt"], key=f"taxonomy_file_{import_round}")
+        import_name = st.text_input("Name", key="taxonomy_import_name")
+        import_description = st.text_input("Description", key="taxonomy_import_description")
+        if st.button("Import taxonomy", key="taxonomy_import"):
+            if upload is None:
+                st.warning("Choose a file first.")
+            else:
+                try:
+                    tax.import_taxonomy(actor, import_name or "", upload.name, upload.getvalue(),
+                                        description=import_description or "")
+                except (ValueError, PermissionDenied) as exc:
+                    show_failure(exc)
+                else:
+                    st.session_state["taxonomy_import_round"] = import_round + 1
+                    flash("Taxonomy imported.", scope="taxonomies")
+                    st.rerun()
+
+# --------------------------------------------------------------------------- engine
+
+with engine_tab:
+    st.subheader("LLM engine")
+    st.info("The LLM engine settings (engine, teacher model, sampling, API keys) arrive with issue #3.")

@@ -1,0 +1,107 @@
+"""Serve the real app (`streamlit run app.py`) on a free 127.0.0.1 port and drive it with Chromium.
+
+Playwright drives Debian's /usr/bin/chromium; it never downloads a browser of its own.
+Used by tests/test_browser.py and docs/make_screenshot.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ADMIN = ("admin", "admin-pass-123")
+ANNOTATOR = ("ann", "ann-pass-1234")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare_home(home: Path) -> dict[str, str]:
+    """A fresh database with the defaults, an admin and an annotator; returns the app's environment."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "EMOFORGE_HOME": str(home), "DATABASE_URL": f"sqlite:///{home / 'emoforge.db'}",
+           "HF_HUB_OFFLINE": "1"}
+    script = (
+        "from core import auth, bootstrap\n"
+        "bootstrap.prepare_database()\n"
+        f"auth.ensure_admin({ADMIN[0]!r}, {ADMIN[1]!r})\n"
+        f"admin = auth.authenticate({ADMIN[0]!r}, {ADMIN[1]!r})\n"
+        f"auth.create_user(admin, {ANNOTATOR[0]!r}, {ANNOTATOR[1]!r}, 'annotator')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True)
+    return env
+
+
+@contextmanager
+def served_app(home: Path):
+    """Yield the base URL of a running app on a fresh database; stop it afterwards."""
+    env = prepare_home(home)
+    port = free_port()
+    log = (home / "streamlit.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, process, home / "streamlit.log")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _wait_healthy(base: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"streamlit did not answer within {timeout}s:\n{log_path.read_text()}")
+
+
+@contextmanager
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def log_in(page, base: str, username: str, password: str, path: str = "") -> None:
+    page.goto(f"{base}/{path}")
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()

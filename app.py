@@ -12,9 +12,7 @@ from core import config
 from core.auth import PAGE_ROLES, AuthError, authenticate, can_open
 from ui.jobs import live_jobs_panel
 from ui.nav import visible_sections
-from ui.session import ACTOR_KEY, log_in, log_out
-
-REQUESTED_KEY = "requested_page"  # the page address a logged-out visitor asked for
+from ui.session import ACTOR_KEY, REQUESTED_KEY, log_in, log_out
 
 st.set_page_config(page_title="EmoForge", page_icon=":material/psychology:", layout="wide")
 
@@ -90,4 +88,7 @@ else:
     if requested and not can_open(actor, requested):
         # `requested` is one of the fixed page ids (never raw URL text).
         st.warning(f"Page not found: the {requested} page is not open to the {actor.role.value} role.")
+    elif requested and requested != page.url_path:
+        # The address was lost on the way to the login (a typed URL on a fresh server): go there now.
+        st.switch_page(next(p for pages in sections.values() for p in pages if p.url_path == requested))
 page.run()

@@ -85,17 +85,14 @@ with st.container(border=True):
                 st.session_state["corpus_upload_round"] = upload_round + 1
                 if total < INLINE_LIMIT:
                     st.session_state["corpus_browse"] = report.corpus_id  # show what was just imported
-                    st.session_state[NOTICE_KEY] = (
-                        f"Imported: {report.stories_added:,} stories added, "
-                        f"{report.duplicates_skipped:,} duplicates skipped, {report.passages_added:,} passages.",
-                        False,
-                    )
+                    message = (f"Imported: {report.stories_added:,} stories added, "
+                               f"{report.duplicates_skipped:,} duplicates skipped, "
+                               f"{report.passages_added:,} passages.")
+                    st.session_state[NOTICE_KEY] = (message, False)
                 else:
-                    st.session_state[NOTICE_KEY] = (
-                        f"{len(job_ids)} import job(s) queued (#{', #'.join(map(str, job_ids))}): "
-                        "the worker imports them in the background.",
-                        True,
-                    )
+                    message = (f"{len(job_ids)} import job(s) queued (#{', #'.join(map(str, job_ids))}): "
+                               "the worker imports them in the background.")
+                    st.session_state[NOTICE_KEY] = (message, True)
                 st.rerun()
 
 # --------------------------------------------------------------------------- corpora

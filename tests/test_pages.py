@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # pages import ui.* and core.* as `streamlit run app.py` would
     sys.path.insert(0, str(ROOT))
 
-from ui.nav import SECTIONS, visible_sections  # noqa: E402
-from ui.session import ACTOR_KEY  # noqa: E402
+from ui.nav import SECTIONS, visible_sections
+from ui.session import ACTOR_KEY
 
 TIMEOUT = 30
 PAGE_IDS = [spec.page_id for pages in SECTIONS.values() for spec in pages]
@@ -177,8 +177,8 @@ def test_corpus_upload_imports_small_files(admin):
 
     at = open_page(admin, "corpus")
     at.file_uploader(key="corpus_files_0").set_value([
-        ("tales.txt", b"Once upon a time a fox met a crow. The crow had cheese.\n---\n"
-                      b"A tortoise raced a hare and, slow and steady, won the race.\n", "text/plain"),
+        ("tales.txt", (b"Once upon a time a fox met a crow. The crow had cheese.\n---\n"
+                       b"A tortoise raced a hare and, slow and steady, won the race.\n"), "text/plain"),
     ])
     at.text_input(key="corpus_new_name").input("Fables")
     at.button(key="corpus_import").click().run()

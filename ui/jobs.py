@@ -14,7 +14,7 @@ ACTIVE = (JobStatus.running, JobStatus.queued)
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     minutes, seconds = divmod(seconds, 60)

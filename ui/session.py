@@ -5,17 +5,18 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from streamlit.errors import StreamlitAPIException
-
 from core.auth import Actor, PermissionDenied, require_page
 
 ACTOR_KEY = "actor"
+REQUESTED_KEY = "requested_page"  # the page a logged-out visitor asked for (a fixed page id)
 
 
-def current_actor() -> Actor:
+def current_actor(page_id: str | None = None) -> Actor:
     """The logged-in Actor; without one, a login prompt and st.stop()."""
     actor = st.session_state.get(ACTOR_KEY)
     if not isinstance(actor, Actor):
+        if page_id:
+            st.session_state[REQUESTED_KEY] = page_id
         # Only reachable when Streamlit runs a pages/ file straight from a typed URL (its MPA v1
         # routing, before app.py's st.navigation took over): send the visitor to the login.
         try:
@@ -30,7 +31,7 @@ def current_actor() -> Actor:
 
 def guard(page_id: str) -> Actor:
     """The actor, when their role may open `page_id` (checked by core.auth); else an error and st.stop()."""
-    actor = current_actor()
+    actor = current_actor(page_id)
     try:
         return require_page(actor, page_id)
     except PermissionDenied as exc:

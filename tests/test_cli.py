@@ -1,0 +1,33 @@
+"""The CLI runs the same core functions, under the acting user's role."""
+
+from __future__ import annotations
+
+from core import cli, corpus
+
+
+def test_import_now_and_as_a_job_then_list_jobs(admin, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EMOFORGE_PASSWORD", "admin-pass-123")
+    story = tmp_path / "fox.txt"
+    story.write_text("The Fox\n\nA fox found a bell in the snow and rang it all winter.\n")
+    assert cli.main(["--user", "admin", "import", str(story), "--corpus", "CLI"]) == 0
+    assert "1 stories added" in capsys.readouterr().out
+    assert [c.story_count for c in corpus.list_corpora() if c.name == "CLI"] == [1]
+
+    assert cli.main(["--user", "admin", "import", str(story), "--corpus", "CLI 2", "--job"]) == 0
+    assert "queued" in capsys.readouterr().out
+    assert cli.main(["--user", "admin", "jobs"]) == 0
+    assert "queued" in capsys.readouterr().out
+
+
+def test_bad_file_wrong_password_and_wrong_role_are_clear_errors(annotator, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("title,body\nA,B\n")
+    monkeypatch.setenv("EMOFORGE_PASSWORD", "admin-pass-123")
+    assert cli.main(["--user", "admin", "import", str(bad), "--corpus", "X"]) == 2
+    assert "bad.csv" in capsys.readouterr().err
+    monkeypatch.setenv("EMOFORGE_PASSWORD", "wrong-password")
+    assert cli.main(["--user", "admin", "jobs"]) == 2
+    assert "Wrong username or password" in capsys.readouterr().err
+    monkeypatch.setenv("EMOFORGE_PASSWORD", "ann-pass-1234")
+    assert cli.main(["--user", "ann", "jobs"]) == 2
+    assert "Only an admin" in capsys.readouterr().err

@@ -331,6 +331,16 @@ class JobContext:
                 values["progress_note"] = note
             session.execute(update(Job).where(Job.id == self.job_id).values(**values))
 
+    def set_progress(self, done: int, total: int, note: str | None = None) -> None:
+        """Set where the job stands (e.g. requests already answered by an earlier attempt)."""
+        self.done, self.total, self._done_at_start = done, total, done
+        self._started = time.monotonic()
+        with write_session() as session:
+            values: dict[str, Any] = {"progress_done": done, "progress_total": total}
+            if note is not None:
+                values["progress_note"] = note
+            session.execute(update(Job).where(Job.id == self.job_id).values(**values))
+
     def log(self, message: str, level: str = "info") -> None:
         with write_session() as session:
             _event(session, self.job_id, message, level, self.worker_id)

@@ -261,6 +261,7 @@ class LLMRequest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("generation_runs.id", ondelete="SET NULL"), index=True)
+    job_id: Mapped[Optional[int]] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)  # last job
     stage: Mapped[str] = mapped_column(String(64), default="")
     engine: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(500))

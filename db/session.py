@@ -95,7 +95,8 @@ def read_session(engine: Engine | None = None) -> Iterator[Session]:
     try:
         yield session
     finally:
-        session.rollback()
+        # close() ends the transaction without expiring what was loaded: objects read here stay
+        # readable (detached) after the block.
         session.close()
 
 

@@ -4,8 +4,15 @@ import pandas as pd
 import streamlit as st
 
 from core import taxonomy as tax
-from core.auth import PermissionDenied, create_user, list_users, set_password, update_user
+from core.auth import (
+    PermissionDenied,
+    create_user,
+    list_users,
+    set_password,
+    update_user,
+)
 from db.models import Role
+from ui.engine_settings import render_engine_settings
 from ui.session import flash, guard, show_flashes
 
 actor = guard("admin")
@@ -220,5 +227,4 @@ with taxonomies_tab:
 # --------------------------------------------------------------------------- engine
 
 with engine_tab:
-    st.subheader("LLM engine")
-    st.info("The LLM engine settings (engine, teacher model, sampling, API keys) arrive with issue #3.")
+    render_engine_settings(actor)

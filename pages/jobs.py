@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.jobs import cancel, get_job, job_events, list_jobs, retry
+from core.llm.runner import unanswered_requests
 from db.models import JobStatus
 from ui.jobs import job_row, render_progress
 from ui.session import guard
@@ -62,6 +63,15 @@ def jobs_view() -> None:
     if job.result:
         with st.expander("Result"):
             st.json(job.result)
+
+    if job.kind == "llm_generate":
+        unanswered = unanswered_requests(actor, job.id)
+        if unanswered:
+            st.subheader("Requests without a valid answer")
+            st.caption("Kept with their raw text and reason; Retry asks only these again.")
+            st.dataframe(pd.DataFrame([{"status": u.status, "reason": u.error, "attempts": u.attempts,
+                                        "prompt": u.prompt, "raw answer": u.raw_text or ""} for u in unanswered]),
+                         hide_index=True)
 
     st.subheader("Events")
     events = job_events(actor, job.id)

@@ -111,3 +111,26 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not found: {path}")
     return path
+
+
+# --------------------------------------------------------------------------- real LLM engines
+
+
+@pytest.fixture(scope="session")
+def vllm_engine():
+    """vLLM in this process on the default teacher (loaded once for the whole run)."""
+    from core.llm.engines import VLLMEngine
+    from tests.llm_support import teacher_dir
+
+    engine = VLLMEngine(teacher_dir(), max_model_len=2048)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def openai_url(tmp_path_factory):
+    """A real vLLM OpenAI-compatible server on a free 127.0.0.1 port; yields its /v1 base URL."""
+    from tests.llm_support import running_server, teacher_dir
+
+    with running_server(tmp_path_factory.mktemp("vllm-server") / "server.log", model=teacher_dir()) as url:
+        yield url

@@ -44,7 +44,7 @@ def test_sigkill_mid_job_then_two_workers_finish_it_exactly_once(admin, tmp_path
              for i in range(n))
     job_id = corpus.enqueue_import(admin, "Kill test", "many.jsonl", "\n".join(lines).encode(), batch_size=20)
 
-    first = start_worker(tmp_path / "worker-a.log", lease_seconds=2)
+    first = start_worker(tmp_path / "worker-a.log", lease_seconds=3)
     try:
         wait_for(lambda: jobs.get_job(admin, job_id).done >= 300, 60, "the first worker to commit a few batches")
     finally:
@@ -53,7 +53,7 @@ def test_sigkill_mid_job_then_two_workers_finish_it_exactly_once(admin, tmp_path
     killed_at = jobs.get_job(admin, job_id)
     assert killed_at.status == JobStatus.running and 0 < killed_at.done < n, killed_at
 
-    others = [start_worker(tmp_path / f"worker-{name}.log", lease_seconds=2) for name in ("b", "c")]
+    others = [start_worker(tmp_path / f"worker-{name}.log", lease_seconds=3) for name in ("b", "c")]
     try:
         final = wait_for(lambda: (j := jobs.get_job(admin, job_id)).is_finished and j, 120, "the job to finish",
                          interval=0.2)
@@ -65,7 +65,9 @@ def test_sigkill_mid_job_then_two_workers_finish_it_exactly_once(admin, tmp_path
 
     logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("worker-*.log")))
     assert final.status == JobStatus.succeeded, logs
-    assert final.done == n and final.attempts == 2
+    # 2 attempts, or more when a busy machine delayed a heartbeat past the short test lease and the
+    # other live worker took over: correctness must not depend on that.
+    assert final.done == n and final.attempts >= 2
     assert final.result["stories_added"] == n and final.result["duplicates_skipped"] == 0
     with read_session() as session:
         positions = list(session.scalars(select(Story.position).join(Story.corpus).order_by(Story.position)

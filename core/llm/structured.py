@@ -1,0 +1,61 @@
+"""Structured output: a pydantic model per task, its bounded JSON schema, and validation.
+
+The schema drives constrained decoding (vLLM structured outputs / `response_format`), and every
+answer is validated again with the model: a server may ignore the schema, or stop at max_tokens
+in the middle of an object. Bounds matter: an unbounded number or string lets a small model
+write digits until it runs out of tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+class SchemaNotBounded(ValueError):
+    pass
+
+
+def bounded_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema, checked so that every string and number has a bound."""
+    schema = model.model_json_schema()
+    _check_bounds(schema, schema.get("title", model.__name__))
+    return schema
+
+
+def _check_bounds(node: Any, where: str) -> None:
+    if isinstance(node, dict):
+        kind = node.get("type")
+        if kind == "string" and "enum" not in node and "const" not in node and "maxLength" not in node:
+            raise SchemaNotBounded(f"{where}: string without maxLength or enum")
+        if kind in ("number", "integer") and "enum" not in node and not (
+            ("maximum" in node or "exclusiveMaximum" in node) and ("minimum" in node or "exclusiveMinimum" in node)
+        ):
+            raise SchemaNotBounded(f"{where}: number without minimum and maximum")
+        if kind == "array" and "maxItems" not in node:
+            raise SchemaNotBounded(f"{where}: array without maxItems")
+        for name, child in node.items():
+            _check_bounds(child, f"{where}.{name}")
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            _check_bounds(child, f"{where}[{i}]")
+
+
+def parse_answer(text: str | None, model: type[BaseModel] | None) -> tuple[Any, str | None]:
+    """(parsed object, None) or (None, reason). Without a model, any JSON value is accepted."""
+    if text is None:
+        return None, "no answer"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        return None, f"not valid JSON: {error.msg} at character {error.pos}"
+    if model is None:
+        return value, None
+    try:
+        return model.model_validate(value).model_dump(mode="json"), None
+    except ValidationError as error:
+        first = error.errors()[0]
+        place = ".".join(str(p) for p in first["loc"]) or "answer"
+        return None, f"does not match the schema: {place}: {first['msg']} ({error.error_count()} error(s))"

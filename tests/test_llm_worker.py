@@ -24,7 +24,7 @@ def test_sigkill_mid_llm_job_then_resume_answers_every_request_exactly_once(admi
     n = 48
     items = [{"messages": [{"role": "user", "content": f"Write one short sentence about a fox, number {i}."}],
               "sampling": {"max_tokens": 32, "seed": i}} for i in range(n)]
-    job_id = jobs.enqueue(admin, "llm_generate", {"requests": items, "batch_size": 8, "stage": "kill-test"})
+    job_id = enqueue_generation(admin, items, stage="kill-test", batch_size=8)
 
     first = start_worker(tmp_path / "worker-a.log", lease_seconds=3)
     try:

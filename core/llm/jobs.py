@@ -30,14 +30,17 @@ def requests_from_payload(items: list[dict[str, Any]], default: Sampling, schema
 
 
 def enqueue_generation(actor: Actor | None, items: list[dict[str, Any]], *, task: str | None = None,
-                       stage: str = "", title: str = "") -> int:
-    """Queue chat requests ({messages, sampling?}) for the worker; answers land in the cache."""
+                       stage: str = "", title: str = "", batch_size: int | None = None) -> int:
+    """Queue chat requests ({messages, sampling?}) for the worker; answers land in the cache.
+
+    `batch_size` (requests per committed batch) defaults to the engine settings' value.
+    """
     require_admin(actor)
     task_model(task)  # unknown task: refuse now, not in the worker
     if not items:
         raise ValueError("No requests to send.")
-    return jobs.enqueue(actor, "llm_generate", {"requests": items, "task": task, "stage": stage},
-                        title=title or f"LLM: {len(items)} requests")
+    payload = {"requests": items, "task": task, "stage": stage, "batch_size": batch_size}
+    return jobs.enqueue(actor, "llm_generate", payload, title=title or f"LLM: {len(items)} requests")
 
 
 @jobs.handler("llm_generate")

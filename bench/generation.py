@@ -6,13 +6,12 @@ The same 256 chat prompts (at most 64 new tokens each, a seed per prompt) go thr
       answers committed per batch to a fresh database (timed from enqueue to the job's end);
   (c) the `openai` engine against one vLLM OpenAI-compatible server, at concurrency 16 and 1.
 Each path is warmed up first (engine loaded, first shapes compiled), so the figures compare steady
-states. Output tokens/s = completion tokens reported by the engine / wall time. The last line is
+states, and each engine runs alone: (a) in a child process that has exited before (b) starts. Output tokens/s = completion tokens reported by the engine / wall time. The last line is
 one JSON object with the figures.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import subprocess
@@ -36,6 +35,10 @@ def prompts() -> list[list[dict[str, str]]]:
             for i in range(N_PROMPTS)]
 
 
+def warm_up_prompts() -> list[list[dict[str, str]]]:
+    return [[{"role": "user", "content": "Warm-up " + p[0]["content"]}] for p in prompts()[:16]]
+
+
 def raw_vllm(model: str) -> float:
     from vllm import LLM, SamplingParams
 
@@ -44,15 +47,21 @@ def raw_vllm(model: str) -> float:
     # The engine arguments EmoForge's vLLM engine uses on the CPU (same load, same scheduler).
     llm = LLM(model=model, max_model_len=2048, enforce_eager=True, seed=0, **cpu_scheduler_args(2048))
     params = [SamplingParams(temperature=0.8, top_p=0.95, max_tokens=MAX_TOKENS, seed=i) for i in range(N_PROMPTS)]
-    llm.chat(prompts()[:16], params[:16], use_tqdm=False)  # warm-up
+    llm.chat(warm_up_prompts(), params[:16], use_tqdm=False)  # the same warm-up as (b): no head start from its cache
     started = time.monotonic()
     outputs = llm.chat(prompts(), params, use_tqdm=False)
     elapsed = time.monotonic() - started
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    del llm
-    gc.collect()
     print(f"(a) raw vllm.LLM.chat: {tokens} tokens in {elapsed:.1f} s", flush=True)
     return tokens / elapsed
+
+
+def raw_vllm_in_child(model: str) -> float:
+    """Run (a) in its own process: vLLM's CPU threads must not compete with the worker in (b)."""
+    output = subprocess.run([sys.executable, "-m", "bench.generation", "--raw", model], cwd=ROOT, check=True,
+                            stdout=subprocess.PIPE, text=True).stdout
+    print(output.strip().splitlines()[-2], flush=True)
+    return float(output.strip().splitlines()[-1])
 
 
 def worker_path(home: Path) -> float:
@@ -72,15 +81,14 @@ def worker_path(home: Path) -> float:
         def run(items, title) -> jobs.JobView:
             job_id = enqueue_generation(admin, items, title=title)
             while not (view := jobs.get_job(admin, job_id)).is_finished:
-                time.sleep(0.05)
+                time.sleep(0.1)
             if view.error:
                 raise RuntimeError(f"{title} failed: {view.error}")
             return view
 
         items = [{"messages": p, "sampling": {"temperature": 0.8, "top_p": 0.95, "max_tokens": MAX_TOKENS, "seed": i}}
                  for i, p in enumerate(prompts())]
-        warm = [{**item, "messages": [{"role": "user", "content": "Warm-up " + item["messages"][0]["content"]}]}
-                for item in items[:16]]
+        warm = [{**item, "messages": messages} for item, messages in zip(items, warm_up_prompts())]
         run(warm, "warm-up")  # the worker loads vLLM here
         started = time.monotonic()
         view = run(items, "benchmark")
@@ -89,7 +97,8 @@ def worker_path(home: Path) -> float:
         worker.terminate()
         worker.wait(timeout=60)
     tokens = view.result["output_tokens"]
-    print(f"(b) EmoForge job -> worker -> engine -> database: {tokens} tokens in {elapsed:.1f} s", flush=True)
+    print(f"(b) EmoForge job -> worker -> engine -> database: {tokens} tokens in {elapsed:.1f} s "
+          f"({view.result['engine_seconds']:.1f} s of them inside the engine)", flush=True)
     return tokens / elapsed
 
 
@@ -123,7 +132,7 @@ def main() -> None:
 
     model = str(ensure_teacher(config.teacher_model_dir()))
     os.environ["EMOFORGE_TEACHER_DIR"] = model  # the worker's temporary home has no models folder
-    raw = raw_vllm(model)
+    raw = raw_vllm_in_child(model)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         worker = worker_path(home)
@@ -137,4 +146,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--raw":
+        print(raw_vllm(sys.argv[2]))
+    else:
+        main()

@@ -7,13 +7,12 @@ Used by tests/test_browser.py and docs/make_screenshot.py.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from core.processes import free_port, stop, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -23,12 +22,6 @@ CHROMIUM_ARGS = [
 ]
 ADMIN = ("admin", "admin-pass-123")
 ANNOTATOR = ("ann", "ann-pass-1234")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare_home(home: Path) -> dict[str, str]:
@@ -60,30 +53,12 @@ def served_app(home: Path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base, process, home / "streamlit.log")
+        wait_until_serving(f"{base}/_stcore/health", process, home / "streamlit.log", timeout=60,
+                           what="streamlit", interval=0.3)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, timeout=10)
         log.close()
-
-
-def _wait_healthy(base: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited:\n{log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"streamlit did not answer within {timeout}s:\n{log_path.read_text()}")
 
 
 @contextmanager

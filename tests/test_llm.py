@@ -13,9 +13,9 @@ from core.llm.runner import run_requests, unanswered_requests
 from core.llm.structured import parse_answer
 from core.llm.tasks import EmotionGuess, emotion_guess_messages, task_schema
 from core.llm.types import ChatRequest, Sampling
+from core.processes import free_port
 from db.models import JobStatus, LLMRequest
 from db.session import read_session
-from tests.browser_support import free_port
 from tests.llm_support import SERVED_NAME
 
 pytestmark = pytest.mark.slow

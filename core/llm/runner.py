@@ -48,6 +48,7 @@ class RunReport:
     failed: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
+    engine_seconds: float = 0.0  # of `seconds`, the time spent inside the engine
     failure_reasons: Counter = field(default_factory=Counter)
 
     @property
@@ -57,6 +58,7 @@ class RunReport:
     def as_dict(self) -> dict[str, Any]:
         return {"total": self.total, "cached": self.cached, "answered": self.answered, "invalid": self.invalid,
                 "failed": self.failed, "output_tokens": self.output_tokens, "seconds": round(self.seconds, 2),
+                "engine_seconds": round(self.engine_seconds, 2),
                 "output_tokens_per_second": round(self.tokens_per_second, 1),
                 "failure_reasons": dict(self.failure_reasons.most_common(5))}
 
@@ -150,7 +152,9 @@ def run_requests(ctx: JobContext, engine: Engine, requests: Iterable[ChatRequest
     started = time.monotonic()
     for start in range(0, len(pending), max(1, batch_size)):
         ctx.check_cancel()
+        asked = time.monotonic()
         outcomes = ask(engine, pending[start:start + batch_size], output_model, validation_attempts)
+        report.engine_seconds += time.monotonic() - asked
         report.output_tokens += sum(o.completion_tokens for o in outcomes)
         report.seconds = time.monotonic() - started
         for outcome in outcomes:

@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 from core import config
+from core.processes import free_port, stop, wait_until_serving
 
 SERVED_NAME = "smollm2"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_command(model: str, port: int, *, served_name: str = SERVED_NAME, max_model_len: int = 2048,
@@ -52,31 +44,13 @@ def running_server(log_path: Path, *, model: str | None = None, port: int | None
     with log_path.open("wb") as log:
         process = subprocess.Popen(server_command(model, port, max_model_len=max_model_len), env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{port}/v1"
         try:
-            _wait_ready(base, process, log_path, startup_timeout)
-            yield f"{base}/v1"
+            wait_until_serving(f"{base}/models", process, log_path, timeout=startup_timeout,
+                               what="the vLLM server", interval=1)
+            yield base
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def _wait_ready(base: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the vLLM server exited:\n{log_path.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/v1/models", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"the vLLM server did not answer within {timeout:g} s:\n{log_path.read_text()[-4000:]}")
+            stop(process)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,7 @@ def cmd_import(actor: auth.Actor, args: argparse.Namespace) -> int:
             print(f"job {job_id} queued: import {name} into {args.corpus!r} (run `python -m core.worker`)")
         return 0
     report = corpus.import_files(actor, args.corpus, files, description=args.description)
-    print(f"corpus {report.corpus_name!r} (id {report.corpus_id}): {report.stories_added} stories added, "
-          f"{report.duplicates_skipped} duplicates skipped, {report.passages_added} passages")
+    print(f"corpus {report.corpus_name!r} (id {report.corpus_id}): {report.summary()}")
     return 0
 
 

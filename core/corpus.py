@@ -67,6 +67,15 @@ class ImportReport:
     passages_added: int
     files: tuple[str, ...]
 
+    def summary(self) -> str:
+        return (f"{_count(self.stories_added, 'story', 'stories')} added, "
+                f"{_count(self.duplicates_skipped, 'duplicate')} skipped, "
+                f"{_count(self.passages_added, 'passage')}")
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
+
 
 @dataclass(frozen=True)
 class CorpusView:

@@ -85,9 +85,7 @@ with st.container(border=True):
                 st.session_state["corpus_upload_round"] = upload_round + 1
                 if total < INLINE_LIMIT:
                     st.session_state["corpus_browse"] = report.corpus_id  # show what was just imported
-                    message = (f"Imported: {report.stories_added:,} stories added, "
-                               f"{report.duplicates_skipped:,} duplicates skipped, "
-                               f"{report.passages_added:,} passages.")
+                    message = f"Imported into {report.corpus_name}: {report.summary()}."
                     st.session_state[NOTICE_KEY] = (message, False)
                 else:
                     message = (f"{len(job_ids)} import job(s) queued (#{', #'.join(map(str, job_ids))}): "

@@ -10,7 +10,7 @@ def test_import_now_and_as_a_job_then_list_jobs(admin, tmp_path, monkeypatch, ca
     story = tmp_path / "fox.txt"
     story.write_text("The Fox\n\nA fox found a bell in the snow and rang it all winter.\n")
     assert cli.main(["--user", "admin", "import", str(story), "--corpus", "CLI"]) == 0
-    assert "1 stories added" in capsys.readouterr().out
+    assert "1 story added, 0 duplicates skipped, 1 passage" in capsys.readouterr().out
     assert [c.story_count for c in corpus.list_corpora() if c.name == "CLI"] == [1]
 
     assert cli.main(["--user", "admin", "import", str(story), "--corpus", "CLI 2", "--job"]) == 0

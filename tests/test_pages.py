@@ -184,7 +184,7 @@ def test_corpus_upload_imports_small_files(admin):
     at.button(key="corpus_import").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    assert at.success and at.success[0].value.startswith("Imported: 2 stories added")
+    assert at.success and "2 stories added" in at.success[0].value
     assert "Fables" in [c.name for c in list_corpora()]
 
 

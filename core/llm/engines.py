@@ -31,7 +31,7 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def _has_cuda() -> bool:
+def has_cuda() -> bool:
     try:
         import torch
 
@@ -64,7 +64,7 @@ class VLLMEngine:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from vllm import LLM
 
-        on_gpu = _has_cuda()
+        on_gpu = has_cuda()
         self.model = model
         self.max_model_len = max_model_len
         self.llm = LLM(

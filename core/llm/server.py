@@ -22,12 +22,12 @@ SERVED_NAME = "smollm2"
 
 def server_command(model: str, port: int, *, served_name: str = SERVED_NAME, max_model_len: int = 2048,
                    host: str = "127.0.0.1") -> list[str]:
-    from core.llm.engines import _has_cuda, cpu_scheduler_args
+    from core.llm.engines import has_cuda, cpu_scheduler_args
 
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
                "--served-model-name", served_name, "--host", host, "--port", str(port),
                "--max-model-len", str(max_model_len), "--seed", "0"]
-    if not _has_cuda():  # see cpu_scheduler_args: per-request seeds need whole prefills on the CPU
+    if not has_cuda():  # see cpu_scheduler_args: per-request seeds need whole prefills on the CPU
         command += ["--enforce-eager", "--no-enable-chunked-prefill", "--max-num-batched-tokens",
                     str(cpu_scheduler_args(max_model_len)["max_num_batched_tokens"])]
     return command

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from core import corpus, taxonomy, worker
+from core import corpus, labels, taxonomy, worker
 from core.pipeline import run as pipeline
 from core.pipeline import runs
 from core.pipeline.schemas import OUTPUTS
-from db.models import Character, Example, ExampleKind, GenerationRun, LLMRequest, RunStatus, Suggestion
+from db.models import Character, Example, ExampleKind, GenerationRun, JobStatus, LLMRequest, RunStatus, Suggestion
 from db.session import read_session
 
 pytestmark = pytest.mark.slow
@@ -108,6 +108,36 @@ def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenan
     assert any(e.meta["slot"] == "e2" for e in extended) or \
         runs.run_detail(admin, run_id).stats["utterances"]["near_duplicates_removed"] > 0
 
+    # The teacher's out-of-taxonomy names: pending or mapped, with counts; a decision reaches every example
+    # (last: it skips in the unlikely case that the teacher used no name outside the taxonomy).
+    _check_oot_and_threshold(admin, run_id, [e.id for e in plain + contextual])
+
+
+def _check_oot_and_threshold(admin, run_id: int, example_ids: list[int]) -> None:
+    from db.models import OOTMapping
+
+    with read_session() as session:
+        oot = session.execute(select(Suggestion.oot_name, func.count()).join(Example)
+                              .where(Example.run_id == run_id, Suggestion.oot_name.is_not(None))
+                              .group_by(Suggestion.oot_name)).tuples().all()
+        tid = session.scalar(select(GenerationRun.taxonomy_id).where(GenerationRun.id == run_id))
+    if not oot:
+        pytest.skip("the teacher named no emotion outside the taxonomy in this run")
+    name, count = max(oot, key=lambda item: item[1])
+    with read_session() as session:
+        mapping = session.scalar(select(OOTMapping).where(OOTMapping.taxonomy_id == tid, OOTMapping.source_name == name))
+    assert mapping is not None and mapping.occurrences >= count
+    before = labels.example_labels(example_ids, at=0.0)
+    assert labels.decide_oot(admin, tid, name, "map", "curiosity") >= count
+    after = labels.example_labels(example_ids, at=0.0)
+    with read_session() as session:
+        carrying = set(session.scalars(select(Suggestion.example_id).where(Suggestion.oot_name == name,
+                                                                           Suggestion.example_id.in_(example_ids))))
+    assert carrying and all("curiosity" in after[i] for i in carrying)
+    assert all(after[i] == before[i] for i in example_ids if i not in carrying)
+    labels.decide_oot(admin, tid, name, "drop")
+    assert labels.example_labels(example_ids, at=0.0) == before
+
 
 def _count(model) -> int:
     with read_session() as session:
@@ -118,10 +148,11 @@ def test_a_run_can_be_stopped_and_resumed(database, admin, teacher):
     run_id = pipeline.create_run(admin, _small_run_config(stories=1, seed=11))
     with read_session() as session:
         job_id = session.get(GenerationRun, run_id).job_id
-    pipeline.stop_run(admin, run_id)  # cancel before the worker starts it
-    _run_worker()
+    pipeline.stop_run(admin, run_id)  # cancelled before a worker started it
+    assert worker.serve(once=True, lease_seconds=120) == 0
     with read_session() as session:
         assert session.get(GenerationRun, run_id).status == RunStatus.cancelled
+    assert runs.run_detail(admin, run_id).status == "cancelled"
     with pytest.raises(pipeline.PlanError):
         pipeline.stop_run(admin, run_id)
     new_job = pipeline.resume_run(admin, run_id)
@@ -160,3 +191,24 @@ def test_bad_run_settings_are_refused(database, admin, annotator):
     config.story_ids = [999999]
     with pytest.raises(pipeline.PlanError, match="not in this corpus"):
         pipeline.create_run(admin, config)
+
+
+def test_a_running_run_stops_at_its_next_batch_and_resumes(database, admin, teacher):
+    from sqlalchemy import update
+
+    from db.models import Job
+    from db.session import write_session
+
+    run_id = pipeline.create_run(admin, _small_run_config(stories=1, seed=12))
+    with write_session() as session:  # the stop arrives as the worker starts the job
+        job_id = session.get(GenerationRun, run_id).job_id
+        session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+    _run_worker()
+    with read_session() as session:
+        assert session.get(GenerationRun, run_id).status == RunStatus.cancelled
+        assert session.get(Job, job_id).status == JobStatus.cancelled
+    assert not _examples(run_id, ExampleKind.contextless)
+    pipeline.resume_run(admin, run_id)
+    _run_worker()
+    with read_session() as session:
+        assert session.get(GenerationRun, run_id).status == RunStatus.succeeded

@@ -123,7 +123,8 @@ def stop_run(actor: Actor | None, run_id: int) -> None:
         job_id = _run_or_error(session, run_id).job_id
     if job_id is None or not _job_active(run_id):
         raise PlanError("This run is not running.")
-    jobs.cancel(actor, job_id)
+    if jobs.cancel(actor, job_id).status == JobStatus.cancelled:  # it had not started
+        _set_run(run_id, status=RunStatus.cancelled, finished_at=utcnow())
 
 
 def resume_run(actor: Actor | None, run_id: int) -> int:

@@ -81,6 +81,15 @@ PRODUCED_KEYS = ("characters_added", "examples_added", "near_duplicates_removed"
                  "contextual_added", "flagged_names_emotion")
 
 
+def effective_status(run_status, job_status) -> str:
+    """The run's status, unless its job ended without the run hearing of it (cancelled on the Jobs page)."""
+    run_value = getattr(run_status, "value", str(run_status))
+    job_value = getattr(job_status, "value", job_status)
+    if run_value in ("queued", "running") and job_value in ("cancelled", "failed"):
+        return job_value
+    return run_value
+
+
 def _counts(session, run_ids: list[int]) -> dict[int, tuple[int, int]]:
     query = (select(Example.run_id,
                     func.sum(case((Example.kind == ExampleKind.contextless, 1), else_=0)),
@@ -92,13 +101,15 @@ def _counts(session, run_ids: list[int]) -> dict[int, tuple[int, int]]:
 def list_runs(actor: Actor | None, limit: int = 50) -> list[RunRow]:
     require_admin(actor)
     with read_session() as session:
-        rows = session.execute(select(GenerationRun, User.username)
+        rows = session.execute(select(GenerationRun, User.username, Job.status)
                                .outerjoin(User, User.id == GenerationRun.created_by_id)
+                               .outerjoin(Job, Job.id == GenerationRun.job_id)
                                .order_by(GenerationRun.id.desc()).limit(limit)).tuples().all()
-        counts = _counts(session, [run.id for run, _ in rows])
-    return [RunRow(run.id, run.name, run.status.value if hasattr(run.status, "value") else str(run.status),
+        counts = _counts(session, [run.id for run, _, _ in rows])
+    return [RunRow(run.id, run.name, effective_status(run.status, job_status),
                    run.created_at, username, len(run.config.get("story_ids", [])), run.config.get("seed", 0),
-                   *counts.get(run.id, (0, 0)), (run.stats or {}).get("current_stage")) for run, username in rows]
+                   *counts.get(run.id, (0, 0)), (run.stats or {}).get("current_stage"))
+            for run, username, job_status in rows]
 
 
 def run_detail(actor: Actor | None, run_id: int) -> RunDetail:
@@ -112,7 +123,7 @@ def run_detail(actor: Actor | None, run_id: int) -> RunDetail:
         plain, contextual = _counts(session, [run_id]).get(run_id, (0, 0))
         flagged = sum(1 for meta in session.scalars(select(Example.meta).where(
             Example.run_id == run_id, Example.kind == ExampleKind.contextual)) if (meta or {}).get("flags"))
-        return RunDetail(run.id, run.name, getattr(run.status, "value", str(run.status)), dict(run.config),
+        return RunDetail(run.id, run.name, effective_status(run.status, job.status if job else None), dict(run.config),
                          dict(run.template_versions), run.engine, run.model, dict(run.sampling), dict(run.stats or {}),
                          run.job_id, getattr(job.status, "value", None) if job else None,
                          (job.progress_done, job.progress_total, job.progress_note or "") if job else (0, 0, ""),

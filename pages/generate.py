@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.auth import PermissionDenied
 from core.corpus import list_corpora, list_stories
+from core.llm import settings as engine_settings
 from core.pipeline import run as pipeline
 from core.pipeline import runs, templates
 from core.pipeline.plan import PlanError
@@ -75,6 +76,10 @@ with new_tab:
                     f"Template: {templates.STAGE_TITLES[stage]}", list(labels_by_id), index=list(labels_by_id).index(active),
                     format_func=labels_by_id.get, key=f"gen_tpl_{stage}")
         name = st.text_input("Run name (optional)", key="gen_name")
+        engine = engine_settings.load()
+        st.caption(f"Engine: {engine.engine} · model {engine.resolved_model} · temperature "
+                   f"{engine.default_sampling().temperature}, top-p {engine.default_sampling().top_p} "
+                   "(change them under Admin → Engine; each request gets its own seed from the run's seed).")
 
         def _weights(text: str) -> dict[str, float]:
             weights = {}
@@ -189,10 +194,17 @@ with runs_tab:
                     _failure(exc)
             st.divider()
             new_seed = st.number_input("Seed for a repeat", 0, 2**31 - 1, int(config.get("seed", 0)) + 1, key="gen_rep_seed")
-            st.caption("A repeat uses the same stories and counts; template versions can be changed on the New "
-                       "run tab (the active versions are used for stages you did not pin).")
-            if st.button("Repeat with this seed", key="gen_repeat"):
-                new_id = pipeline.repeat_run(actor, run_id, seed=int(new_seed))
+            st.caption("A repeat uses the same stories, counts and template versions; change the seed and, "
+                       "if you like, one stage's template version.")
+            stage = st.selectbox("Stage whose template to change (optional)", ["(none)", *templates.STAGES[:6]],
+                                 key="gen_rep_stage")
+            pinned = {}
+            if stage != "(none)":
+                options = {t.id: f"v{t.version}" for t in templates.versions(stage)}
+                pinned[stage] = st.selectbox("Template version", list(options), format_func=options.get,
+                                             key="gen_rep_version")
+            if st.button("Repeat", key="gen_repeat"):
+                new_id = pipeline.repeat_run(actor, run_id, seed=int(new_seed), template_ids=pinned)
                 st.session_state["gen_selected_run"] = new_id
                 flash(f"Run #{new_id} queued (repeat of #{run_id}).", scope="generate")
                 st.rerun()
@@ -223,13 +235,21 @@ with compare_tab:
                             format_func=lambda i: f"#{i} {next(r.name for r in run_rows if r.id == i)}")
     if chosen:
         figures = runs.compare_runs(actor, chosen)
-        table = pd.DataFrame([{k: v for k, v in f.items() if k != "labels"} for f in figures]).set_index("run")
+        table = pd.DataFrame([{k: v for k, v in f.items() if k not in ("labels", "steered")}
+                              for f in figures]).set_index("run")
         st.dataframe(table.astype(str).T)
         distribution = pd.DataFrame([{"run": f"#{f['run']} (seed {f['seed']})", "label": label, "examples": count}
                                      for f in figures for label, count in f["labels"].items()])
         if not distribution.empty:
             st.plotly_chart(px.bar(distribution, x="label", y="examples", color="run", barmode="group",
                                    title="Teacher labels of the context-less examples"))
+        quotas = pd.DataFrame([{"run": f"#{f['run']}", "emotion": emotion, "asked for": count,
+                                "labelled so": f["labels"].get(emotion, 0)}
+                               for f in figures for emotion, count in f["steered"].items()])
+        if not quotas.empty:
+            st.caption("Quotas: how many utterances were steered to each emotion, and how many the teacher then "
+                       "labelled with it.")
+            st.dataframe(quotas, hide_index=True)
 
 with annotate_tab:
     render_annotation_tab(actor)

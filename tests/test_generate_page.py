@@ -90,3 +90,33 @@ def test_admin_sets_the_threshold_and_maps_an_oot_name(admin):
     at.button[[b.label for b in at.button].index("Apply")].click().run()
     assert not at.exception, at.exception
     assert labels.example_labels([example])[example] == ["sadness"]
+
+
+def test_runs_and_compare_tabs_show_examples_as_plain_text(admin):
+    from core.pipeline import run as pipeline
+    from db.models import Example, ExampleKind
+    from db.session import write_session
+
+    _ready()
+    tid = taxonomy.get_taxonomy_by_name("GoEmotions").id
+    corpus_id = corpus.list_corpora()[0].id
+    run_ids = [pipeline.create_run(admin, pipeline.RunConfig(corpus_id=corpus_id, taxonomy_id=tid, seed=seed),
+                                   sample_size=1) for seed in (1, 2)]
+    with write_session() as session:
+        for run_id in run_ids:
+            example = Example(kind=ExampleKind.contextless, text="<script>alert(1)</script> **not bold**",
+                              run_id=run_id, taxonomy_id=tid, target_emotion="joy", meta={"slot": "e0"})
+            session.add(example)
+            session.flush()
+            labels.add_suggestions(session, example.id, tid, [labels.ScoredName("joy", 0.9)], agent="teacher:t")
+    at = open_page(admin, "generate")
+    at.selectbox(key="gen_run_pick").set_value(run_ids[0]).run()
+    assert not at.exception, at.exception
+    grid = next(f.value for f in at.dataframe if "utterance" in f.value.columns)
+    assert list(grid["utterance"]) == ["<script>alert(1)</script> **not bold**"]
+    assert list(grid["labels"]) == ["joy"]
+    assert not any("alert(1)" in m.value for m in at.markdown)  # never rendered as markdown
+    at.multiselect(key="gen_compare").set_value(run_ids).run()
+    assert not at.exception, at.exception
+    quotas = next(f.value for f in at.dataframe if "asked for" in f.value.columns)
+    assert list(quotas["labelled so"]) == [1, 1]

@@ -185,6 +185,8 @@ def compare_runs(actor: Actor | None, run_ids: list[int]) -> list[dict[str, Any]
     for run_id in run_ids:
         detail = run_detail(actor, run_id)
         with read_session() as session:
+            steered = Counter(session.scalars(select(Example.target_emotion).where(
+                Example.run_id == run_id, Example.kind == ExampleKind.contextless)))
             plain = session.execute(select(Example.id, Example.text, Example.expressiveness).where(
                 Example.run_id == run_id, Example.kind == ExampleKind.contextless)).tuples().all()
             oot = session.scalar(select(func.count()).select_from(Suggestion).join(Example).where(
@@ -207,5 +209,6 @@ def compare_runs(actor: Actor | None, run_ids: list[int]) -> list[dict[str, Any]
             "distinct_1": round(distinct_n(texts, 1), 3), "distinct_2": round(distinct_n(texts, 2), 3),
             "mean_expressiveness": round(sum(expressiveness) / len(expressiveness), 3) if expressiveness else None,
             "labels": dict(distribution.most_common()),
+            "steered": {k: v for k, v in steered.most_common() if k},
         })
     return figures

@@ -63,6 +63,7 @@ def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenan
         OUTPUTS["utterances"].model_validate_json(example.raw_output)  # the raw answer is kept and valid
         assert example.meta["slot"] and example.target_emotion and example.llm_request_id
         assert example.meta["templates"]["utterances"] == versions["utterances"]["version"]
+        assert example.meta["model"] == teacher.model and example.meta["sampling"]["seed"] == example.meta["seed"]
         assert example.expressiveness is not None and 0 <= example.expressiveness <= 1
     parents = {e.id: e for e in plain}
     for example in contextual:

@@ -66,6 +66,10 @@ class StageContext:
     def template_meta(self, *stages: str) -> dict[str, int]:
         return {stage: self.templates[stage].version for stage in stages}
 
+    def engine_meta(self, request: ChatRequest) -> dict[str, Any]:
+        """Which engine and sampling wrote an example (the LLM request row holds the full prompt)."""
+        return {"engine": self.engine.name, "model": self.engine.model, "sampling": request.sampling.as_dict()}
+
 
 def answers(session: Session, requests: list[ChatRequest]) -> dict[str, Answer]:
     """key -> the cached answer, for the requests answered ok."""
@@ -187,7 +191,8 @@ def store_utterances(ctx: StageContext, session: Session, slots: list[Slot], req
                 passage_id=slot.passage.id, story_id=slot.story.id, run_id=ctx.run_id, stage="utterances",
                 taxonomy_id=ctx.taxonomy_id, template_id=ctx.templates["utterances"].id,
                 llm_request_id=answer.request_id, raw_output=answer.raw_text, target_emotion=slot.emotion,
-                meta={"slot": slot.key, "seed": request.sampling.seed, "templates": ctx.template_meta("characters", "utterances")},
+                meta={"slot": slot.key, "seed": request.sampling.seed, **ctx.engine_meta(request),
+                      "templates": ctx.template_meta("characters", "utterances")},
             ))
             added += 1
     return added, removed
@@ -218,8 +223,10 @@ def store_labels(ctx: StageContext, session: Session, requests: dict[int, ChatRe
     """Soft labels and expressiveness for each answered example: (examples labelled, OOT names)."""
     found = answers(session, list(requests.values()))
     labelled = oot = 0
-    for example in session.scalars(select(Example).where(Example.id.in_(list(requests)),
-                                                         Example.expressiveness.is_(None))):
+    ids = list(requests)
+    pending = [example for start in range(0, len(ids), 500) for example in session.scalars(
+        select(Example).where(Example.id.in_(ids[start:start + 500]), Example.expressiveness.is_(None)))]
+    for example in pending:
         answer = found.get(requests[example.id].key)
         if answer is None:
             continue
@@ -316,7 +323,7 @@ def store_contextual(ctx: StageContext, session: Session, chains: list[ContextCh
             run_id=ctx.run_id, stage="rewrite", parent_id=chain.example.id, taxonomy_id=ctx.taxonomy_id,
             template_id=ctx.templates["rewrite"].id, llm_request_id=rewrite.request_id, raw_output=rewrite.raw_text,
             target_emotion=chain.example.target_emotion, expressiveness=chain.example.expressiveness,
-            meta={"slot": (chain.example.meta or {}).get("slot"), "flags": flags,
+            meta={"slot": (chain.example.meta or {}).get("slot"), "flags": flags, **ctx.engine_meta(chain.rewrite),
                   "emotion_words": {"context": in_context, "utterance": in_text},
                   "requests": {"context": raw.request_id, "clean": clean.request_id, "rewrite": rewrite.request_id},
                   "templates": {**(chain.example.meta or {}).get("templates", {}),

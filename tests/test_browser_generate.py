@@ -8,7 +8,7 @@ import pytest
 
 from tests.browser_support import ADMIN, chromium, log_in, served_app
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_admin_plans_launches_and_follows_a_run_to_its_examples(tmp_path):

@@ -12,7 +12,7 @@ from core.pipeline.schemas import OUTPUTS
 from db.models import Character, Example, ExampleKind, GenerationRun, JobStatus, LLMRequest, RunStatus, Suggestion
 from db.session import read_session
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test also loads vLLM
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def render_annotation_tab(actor: Actor) -> None:
              "labels, the table below compares the teacher with the humans.")
     sources = annotate.list_sources(actor)
     if not sources:
-        st.info("No imported texts yet: import a labelled or unlabelled set on the Curate page.")
+        st.info("No imported texts yet: import a data set on the Export page (Import a labelled data set).")
         return
     st.dataframe(pd.DataFrame([{"set": s.source, "texts": s.texts, "with human labels": s.gold_labelled,
                                 "described by the teacher": s.described} for s in sources]), hide_index=True)

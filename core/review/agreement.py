@@ -259,7 +259,7 @@ def campaign_report(actor: Actor | None, campaign_id: int) -> CampaignReport:
         questions = load_questions(session, campaign_id)
         labels = taxonomy_label_names(session, campaign.taxonomy_id)
         items, users, answers = _load_answers(session, campaign_id)
-        names = dict(session.execute(select(User.id, User.username).where(User.id.in_(users))).tuples()) if users else {}
+        names = dict(session.execute(select(User.id, User.username).where(User.id.in_(users))).tuples().all()) if users else {}
         user_names = [names[u] for u in users]
         total, completed = session.execute(
             select(func.count(), func.count().filter(CampaignItem.status == "completed"))

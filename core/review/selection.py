@@ -139,7 +139,7 @@ def top_labels(session: Session, ids: list[int], taxonomy_id: int | None) -> dic
         targets.update(session.execute(
             select(Example.id, Example.target_emotion)
             .where(Example.id.in_(chunk), Example.target_emotion.is_not(None))
-        ).tuples())
+        ).tuples().all())
         query = (
             select(Suggestion.example_id, Label.name, Suggestion.score)
             .join(Label, Label.id == Suggestion.label_id).where(Suggestion.example_id.in_(chunk))
@@ -160,7 +160,7 @@ def diversity_groups(session: Session, ids: list[int], taxonomy_id: int | None,
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
         characters.update(session.execute(select(Example.id, Example.character_id)
-                                          .where(Example.id.in_(chunk))).tuples())
+                                          .where(Example.id.in_(chunk))).tuples().all())
     buckets: dict[tuple, list[int]] = defaultdict(list)
     for example_id in ids:
         emotion = emotions.get(example_id)

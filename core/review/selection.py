@@ -170,9 +170,11 @@ def diversity_groups(session: Session, ids: list[int], taxonomy_id: int | None,
         buckets[key].append(example_id)
     groups = []
     for (character_id, emotion), members in sorted(buckets.items(), key=lambda kv: (kv[0][1], kv[0][0] or 0)):
-        for start in range(0, len(members), group_size):
-            chunk = members[start:start + group_size]
-            if len(chunk) >= 2:  # one utterance has no diversity to judge
+        chunks = [members[s:s + group_size] for s in range(0, len(members), group_size)]
+        if len(chunks) > 1 and len(chunks[-1]) == 1:
+            chunks[-2].extend(chunks.pop())  # a lone leftover joins the group before it
+        for chunk in chunks:
+            if len(chunk) >= 2:  # one utterance alone has no diversity to judge
                 groups.append({"example_ids": chunk, "emotion": emotion, "character_id": character_id})
     return groups
 

@@ -165,6 +165,9 @@ def _label_tensor(answers, shape, labels: list[str]) -> np.ndarray:
 def question_agreement(question: QuestionView, answers, names: list[str], n_items: int,
                        allowed: list[str]) -> QuestionAgreement:
     shape = (len(names), n_items)
+    level = "ordinal" if question.kind == "rating" else "nominal"
+    if not names or not n_items:
+        return QuestionAgreement(question.name, question.title, question.kind, level, None, 0, {}, ())
     if question.kind == "multi_label":
         tensor = _label_tensor(answers, shape, allowed)
         per_label = {name: alpha(tensor[k], "nominal") for k, name in enumerate(allowed)}

@@ -1,0 +1,82 @@
+"""The Review page through AppTest: an annotator answers with the buttons, an admin creates and reads."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.review.campaigns import create_campaign, list_campaigns
+from core.review.queue import next_item
+from core.review.selection import Selection
+from tests.review_support import annotators, make_examples
+from tests.test_pages import app, navigation_steady_state, shared_component_registry  # noqa: F401 - fixtures
+
+SCRIPT = "<script>alert(1)</script> **not bold**"
+
+
+def open_review(actor) -> AppTest:
+    at = app(actor).run()
+    assert not at.exception, at.exception
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def button(at: AppTest, key: str):
+    return next(b for b in at.button if b.key == key)
+
+
+def test_an_annotator_answers_with_the_buttons_and_goes_back(sqlite_database):
+    from core import auth
+
+    auth.ensure_admin("admin", "admin-pass-123")
+    admin = auth.authenticate("admin", "admin-pass-123")
+    (ann,) = annotators(admin, "pat")
+    ids = make_examples([
+        {"text": SCRIPT, "kind": "contextual", "context": "At the harbour at night.",
+         "character": ("Mara", "A lighthouse keeper."), "labels": {"fear": 0.8}},
+        {"text": "Second line", "labels": {"joy": 0.9}},
+    ])
+    campaign = create_campaign(admin, name="page", task="verification", annotator_ids=[ann.id],
+                               selection=Selection(example_ids=ids), guidelines="Mark every emotion you hear.")
+    at = open_review(ann)
+    shown = [t.value for t in at.text]
+    assert SCRIPT in shown  # generated text arrives as plain text, untouched
+    assert not any(SCRIPT in m.value for m in at.markdown)
+    assert "A lighthouse keeper." in " ".join(shown) and "Mark every emotion you hear." in shown
+    assert "Teacher: fear 0.80" in shown
+    assert [b.label for b in at.button if b.key.startswith("rv_btn:")][0] == "fear"  # teacher's label first
+
+    button(at, "rv_submit").click().run()
+    assert [e.value for e in at.error] == ["Answer this before submitting: Which emotions does the speaker express?"]
+
+    item_id = next_item(ann, campaign.id).item_id
+    button(at, f"rv_btn:{item_id}:emotions:fear").click().run()
+    button(at, f"rv_btn:{item_id}:emotions:nervousness").click().run()
+    assert next_item(ann, campaign.id).answers == {"emotions": ["fear", "nervousness"]}  # kept as a draft
+    button(at, "rv_submit").click().run()
+    assert not at.exception and "Second line" in [t.value for t in at.text]
+    assert next_item(ann, campaign.id).position == 1
+
+    button(at, "rv_back").click().run()
+    assert SCRIPT in [t.value for t in at.text]
+    assert button(at, f"rv_btn:{item_id}:emotions:fear").proto.type == "primary"  # the saved answer shows
+
+
+def test_an_admin_creates_a_campaign_and_reads_its_results(admin):
+    (ann,) = annotators(admin, "kim")
+    make_examples([{"text": f"line {i}", "labels": {"joy": 0.9}} for i in range(3)])
+    at = open_review(admin)
+    at.segmented_control(key="rv_view").set_value("New campaign").run()
+    at.text_input(key="rv_new_name").input("From the form")
+    at.multiselect(key="rv_new_users").select(ann.id)
+    next(b for b in at.button if b.label == "Create campaign").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    (created,) = list_campaigns(admin)
+    assert (created.name, created.item_count) == ("From the form", 3)
+
+    at.segmented_control(key="rv_view").set_value("Results").run()
+    assert not at.exception, at.exception
+    assert [m.value for m in at.metric][:2] == ["3", "0"]
+    assert "Progress per annotator" in [h.value for h in at.subheader]

@@ -222,14 +222,28 @@ def current_item(campaign_id: int) -> queue.ItemView | None:
     return item
 
 
+def navigation(campaign_id: int, item: queue.ItemView, names: list[str]) -> None:
+    st.button("Submit and next", key="rv_submit", shortcut=SUBMIT_KEY, type="primary", width="stretch",
+              icon=":material/check:", on_click=submit, args=(campaign_id, item.item_id, names))
+    left, right = st.columns(2)
+    left.button("Back", key="rv_back", shortcut=BACK_KEY, icon=":material/arrow_back:", width="stretch",
+                on_click=back, args=(campaign_id, item, names))
+    right.button("Skip", key="rv_skip", shortcut=SKIP_KEY, icon=":material/skip_next:", width="stretch",
+                 on_click=skip, args=(campaign_id, item.item_id, names))
+
+
+def guidelines(campaign: campaigns.CampaignView) -> None:
+    st.subheader("Guidelines")
+    st.text(campaign.guidelines or "No guidelines for this campaign.")
+    st.caption(f"Keys: 1-9 answer · {SUBMIT_KEY} submit and next · → skip · ← back")
+
+
 def annotate(campaign: campaigns.CampaignView) -> None:
     item = current_item(campaign.id)
     main, side = st.columns([2, 1], gap="large")
-    with side:
-        st.subheader("Guidelines")
-        st.text(campaign.guidelines or "No guidelines for this campaign.")
-        st.caption(f"Keys: 1-9 answer · {SUBMIT_KEY} submit and next · → skip · ← back")
     if item is None:
+        with side:
+            guidelines(campaign)
         with main:
             st.success("Your queue is done. Thank you!")
             st.button("Back to my last item", key="rv_back_done", shortcut=BACK_KEY,
@@ -240,6 +254,8 @@ def annotate(campaign: campaigns.CampaignView) -> None:
     show_teacher = campaign.show_suggestions and campaign.task == "verification"
     with side:
         st.progress(item.done / item.total if item.total else 0.0, text=f"{item.done} of {item.total} submitted")
+        navigation(campaign.id, item, names)
+        guidelines(campaign)
         for question in item.questions:
             for value, text in question.anchors.items():
                 st.caption(f"{question.name} {value}: {text}")
@@ -257,13 +273,6 @@ def annotate(campaign: campaigns.CampaignView) -> None:
         error = st.session_state.pop(ERROR_KEY, None)
         if error:
             st.error(error)
-        left, middle, right = st.columns(3)
-        left.button("Back", key="rv_back", shortcut=BACK_KEY, icon=":material/arrow_back:", width="stretch",
-                    on_click=back, args=(campaign.id, item, names))
-        middle.button("Skip", key="rv_skip", shortcut=SKIP_KEY, icon=":material/skip_next:", width="stretch",
-                      on_click=skip, args=(campaign.id, item.item_id, names))
-        right.button("Submit and next", key="rv_submit", shortcut=SUBMIT_KEY, type="primary", width="stretch",
-                     icon=":material/check:", on_click=submit, args=(campaign.id, item.item_id, names))
 
 
 # --------------------------------------------------------------------------- admin: new campaign
@@ -424,9 +433,10 @@ def campaign_settings(campaign: campaigns.CampaignView) -> None:
 # --------------------------------------------------------------------------- the page
 
 show_flashes("review")
-views = ["Annotate", "Results", "New campaign"] if actor.is_admin else ["Annotate"]
-view = st.segmented_control("View", views, default="Annotate", key="rv_view", label_visibility="collapsed")
-view = view or "Annotate"
+view = "Annotate"
+if actor.is_admin:
+    view = st.segmented_control("View", ["Annotate", "Results", "New campaign"], default="Annotate", key="rv_view",
+                                label_visibility="collapsed") or "Annotate"
 
 if view == "New campaign":
     new_campaign_form()

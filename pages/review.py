@@ -298,8 +298,9 @@ def new_campaign_form() -> None:
         st.markdown("**Items**")
         if task == "oot":
             st.caption("Every pending out-of-taxonomy label of the taxonomy, most frequent first.")
-        mode = st.radio("Choose examples by", ["Filter", "Stratified sample", "Example ids"], horizontal=True,
-                        key="rv_new_mode", disabled=task == "oot")
+        mode = st.radio("Choose examples by", ["Filter", "Stratified sample", "Example ids", "Top label-issue scores"],
+                        horizontal=True, key="rv_new_mode", disabled=task == "oot")
+        top_n = st.number_input("How many top label-issue scores", min_value=1, value=100, key="rv_new_top")
         ids_text = st.text_area("Example ids (e.g. the top label-issue scores from Curate)", key="rv_new_ids")
         run_id = st.number_input("Generation run id (0 = any)", min_value=0, step=1, key="rv_new_run")
         kind = st.selectbox("Kind", ["any", "contextless", "contextual", "imported"], key="rv_new_kind")
@@ -320,7 +321,8 @@ def new_campaign_form() -> None:
                     options = {"choices": [c.strip() for c in extra_choices.split(",") if c.strip()]}
                     chosen.append(qs.QuestionSpec(f"q{len(chosen) + 1}", extra_title.strip(), extra_kind, options))
                 selection = Selection(
-                    example_ids=ids, run_id=run_id or None, kind=None if kind == "any" else kind,
+                    example_ids=ids, top_signal="label_issue" if mode == "Top label-issue scores" else None,
+                    top_n=int(top_n), run_id=run_id or None, kind=None if kind == "any" else kind,
                     label=tax.normalise_label(label) if label.strip() else None,
                     per_emotion=int(per_emotion) if mode == "Stratified sample" else None,
                     limit=int(limit) or None, group_by=group_by, group_size=int(group_size))

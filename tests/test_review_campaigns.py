@@ -201,3 +201,23 @@ def test_two_annotators_submitting_at_once_both_land_once_each(admin):
     assert set(counts) == {(2, "completed")}
     assert _count(Response, Response.item_id.in_(items)) == 2 * len(items) * 2  # 2 annotators x 2 questions
     assert get_campaign(admin, campaign.id).completed_count == len(items)
+
+
+def test_the_top_label_issue_scores_become_a_campaign(admin):
+    from db.models import Signal
+    from db.session import write_session
+
+    (ann,) = annotators(admin, "issues")
+    ids = _examples(1)
+    with write_session() as session:
+        for example_id, value in zip(ids, [0.2, 0.9, 0.5, 0.7]):
+            session.add(Signal(example_id=example_id, kind="label_issue", value=value, computed_by="student"))
+        session.add(Signal(example_id=ids[0], kind="near_dup_cluster", value=99.0))
+    campaign = create_campaign(admin, name="issues", task="verification", annotator_ids=[ann.id],
+                               selection=Selection(top_signal="label_issue", top_n=3))
+    assert campaign.item_count == 3 and campaign.selection["top_signal"] == "label_issue"
+    order = []
+    while (item := next_item(ann, campaign.id)) is not None:
+        order.append(item.examples[0].id)
+        save_answers(ann, item.item_id, {"emotions": ["joy"]}, submit=True)
+    assert order == [ids[1], ids[3], ids[2]]  # most suspicious first

@@ -80,3 +80,28 @@ def test_an_admin_creates_a_campaign_and_reads_its_results(admin):
     assert not at.exception, at.exception
     assert [m.value for m in at.metric][:2] == ["3", "0"]
     assert "Progress per annotator" in [h.value for h in at.subheader]
+
+
+def test_a_rating_and_a_flag_are_stored_as_the_contract_says(admin):
+    from sqlalchemy import select
+
+    from db.models import Question, Response
+    from db.session import read_session
+
+    (ann,) = annotators(admin, "rae")
+    make_examples([{"text": "We sail at dawn, with or without the lamp oil.", "kind": "contextual",
+                    "context": "The harbour is frozen.", "character": ("Tom", "A sailor."), "labels": {"fear": 0.5}}])
+    campaign = create_campaign(admin, name="personal", task="personalization", annotator_ids=[ann.id])
+    at = open_review(ann)
+    item_id = next_item(ann, campaign.id).item_id
+    assert "Teacher: fear 0.50" not in [t.value for t in at.text]  # teacher labels belong to verification only
+    button(at, f"rv_btn:{item_id}:specificity:4").click().run()
+    assert [c.value for c in at.caption if c.value.startswith("4:")] == ["4: Fits the situation and the character."]
+    at.checkbox(key=f"rv_answer:{item_id}:generic").check().run()
+    button(at, "rv_submit").click().run()
+    assert not at.exception and "Your queue is done. Thank you!" in [s.value for s in at.success]
+    with read_session() as session:
+        stored = dict(session.execute(select(Question.name, Response.value)
+                                      .join(Question, Question.id == Response.question_id)).tuples().all())
+    assert stored == {"specificity": 4, "generic": True}
+    assert type(stored["specificity"]) is int

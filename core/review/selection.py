@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Example, Label, OOTAction, OOTMapping, Suggestion
+from db.models import Example, Label, OOTAction, OOTMapping, Signal, Suggestion
 
 DEFAULT_THRESHOLD = 0.3
 DEFAULT_GROUP_SIZE = 5
@@ -38,6 +38,8 @@ class Selection:
     """How to choose examples. Fields combine: the filter narrows, then per_emotion samples."""
 
     example_ids: list[int] | None = None
+    top_signal: str | None = None  # e.g. 'label_issue': the examples with the highest signal values...
+    top_n: int = 100  # ...this many of them
     run_id: int | None = None
     kind: str | None = None  # contextless | contextual | imported
     status: str | None = None  # curation status: pending | accepted | rejected
@@ -80,11 +82,21 @@ def select_example_ids(session: Session, selection: Selection, taxonomy_id: int 
     threshold = presence_threshold()
     if selection.example_ids is not None:
         ids = _existing(session, selection.example_ids)
+    elif selection.top_signal:
+        ids = top_signal_ids(session, selection.top_signal, selection.top_n)
     else:
         ids = list(session.scalars(_filtered_query(selection, taxonomy_id, threshold).order_by(Example.id)))
     if selection.per_emotion:
         ids = _stratified(session, ids, selection.per_emotion, taxonomy_id, threshold, selection.seed)
     return ids[: selection.limit] if selection.limit else ids
+
+
+def top_signal_ids(session: Session, kind: str, n: int) -> list[int]:
+    """The n examples with the highest value of a signal (label_issue: most suspicious first)."""
+    best = func.max(Signal.value)
+    query = (select(Signal.example_id).where(Signal.kind == kind, Signal.value.is_not(None))
+             .group_by(Signal.example_id).order_by(best.desc(), Signal.example_id).limit(n))
+    return list(session.scalars(query))
 
 
 def _existing(session: Session, wanted: list[int]) -> list[int]:

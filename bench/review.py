@@ -117,7 +117,7 @@ def _fill(conn, campaign: dict, example_ids, annotators: list[int], overlap: int
                      [(campaign_id, u) for u in annotators])
     example_ids = list(example_ids)
     first_item = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM campaign_items").fetchone()[0]
-    done_until = int(len(example_ids) * answered)
+    done_until = round(len(example_ids) * answered)
     conn.executemany(
         "INSERT INTO campaign_items (id, campaign_id, position, example_id, payload, status, submitted_count) "
         "VALUES (?, ?, ?, ?, '{}', ?, ?)",

@@ -90,7 +90,7 @@ def _check_numbers(overlap: int, min_submissions: int, annotators: int) -> None:
 
 
 def _item_payloads(session: Session, task: str, selection: Selection, taxonomy_id: int | None) -> list[dict]:
-    """(example_id, payload) of each item, in queue order."""
+    """Each item's example_id and payload, in queue order."""
     if task == "oot":
         if taxonomy_id is None:
             raise ValueError("An out-of-taxonomy campaign needs a taxonomy.")

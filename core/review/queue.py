@@ -17,7 +17,8 @@ from core.review.campaigns import campaign_for, load_questions
 from core.review.questions import QuestionView, choices
 from core.review.selection import count_oot_examples, oot_examples, presence_threshold
 from db.models import (
-    Campaign, CampaignItem, Character, Example, ItemAssignment, Label, Response, Suggestion, User,
+    Campaign, CampaignItem, Character, Example, ItemAssignment, Label, Question, Response, ResponseStatus,
+    Suggestion, User,
 )
 from db.session import read_session
 
@@ -159,8 +160,6 @@ def _examples(session: Session, ids: list[int], taxonomy_id: int | None, with_su
 
 
 def _own_answers(session: Session, item_id: int, user_id: int) -> tuple[dict[str, Any], dict[str, int]]:
-    from db.models import Question
-
     answers, versions = {}, {}
     for name, value, version in session.execute(
         select(Question.name, Response.value, Response.version).join(Question, Question.id == Response.question_id)
@@ -179,8 +178,6 @@ def _progress(session: Session, campaign_id: int, user_id: int) -> tuple[int, in
 
 
 def _others(session: Session, item_id: int, actor: Actor) -> tuple[tuple[str, str, Any], ...]:
-    from db.models import Question, ResponseStatus
-
     rows = session.execute(
         select(User.username, Question.name, Response.value)
         .join(User, User.id == Response.user_id).join(Question, Question.id == Response.question_id)

@@ -57,7 +57,8 @@ def _assignment(session: Session, actor: Actor, item_id: int) -> ItemAssignment:
     return assignment
 
 
-def _save(actor, item_id, answers, submit, seconds, versions) -> SaveResult:
+def _save(actor: Actor | None, item_id: int, answers: dict[str, Any], submit: bool, seconds: float,
+          versions: dict[str, int] | None) -> SaveResult:
     with write_session() as session:
         item = session.get(CampaignItem, item_id)
         if item is None:

@@ -20,7 +20,7 @@ from core.auth import Actor, require_admin
 from core.review.agreement import CampaignReport
 from core.review.campaigns import campaign_for
 from core.review.questions import OOT_ACTIONS
-from db.models import CampaignItem, OOTMapping, Question, Response, User
+from db.models import CampaignItem, Label, OOTMapping, Question, Response, ResponseStatus, User
 from db.session import read_session
 
 RESULT_COLUMNS = ["campaign", "item_id", "position", "example_id", "oot_name", "annotator", "question",
@@ -110,8 +110,6 @@ class OOTVotes:
 def oot_votes(actor: Actor | None, campaign_id: int) -> list[OOTVotes]:
     """Reviewers' answers on each OOT item, with the mapping's current state; admins only."""
     require_admin(actor)
-    from db.models import Label, ResponseStatus
-
     with read_session() as session:
         campaign = campaign_for(session, actor, campaign_id)
         items = session.execute(select(CampaignItem.id, CampaignItem.payload).where(

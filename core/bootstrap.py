@@ -17,10 +17,12 @@ from core import auth, config
 def prepare_database(url: str | None = None) -> None:
     """Schema at head, default taxonomies and demo corpus present. Idempotent."""
     from core import corpus, taxonomy
+    from core.pipeline import templates
     from db.migrate import upgrade
 
     upgrade(url)
     taxonomy.seed_defaults()
+    templates.seed_defaults()
     corpus.load_demo_corpus()
 
 

@@ -1,6 +1,8 @@
 """`python -m core.cli`: the long operations for scripts, with the same rules as the browser.
 
     python -m core.cli --user admin import stories.jsonl --corpus "My stories" [--job]
+    python -m core.cli --user admin generate --corpus "My stories" --stories 5 [--seed 1]
+    python -m core.cli --user admin describe goemotions-dev --limit 200
     python -m core.cli --user admin jobs
     python -m core.cli --user admin users add ann --role annotator
 
@@ -36,6 +38,38 @@ def cmd_import(actor: auth.Actor, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core import taxonomy
+    from core.pipeline import run as pipeline
+
+    target = next((c for c in corpus.list_corpora() if c.name == args.corpus), None)
+    if target is None:
+        raise ValueError(f"no corpus named {args.corpus!r}")
+    tax = taxonomy.get_taxonomy_by_name(args.taxonomy)
+    if tax is None:
+        raise ValueError(f"no taxonomy named {args.taxonomy!r}")
+    config = pipeline.RunConfig(corpus_id=target.id, taxonomy_id=tax.id, max_characters=args.characters,
+                                emotional=args.emotional, neutral=args.neutral, seed=args.seed)
+    planned = pipeline.prepare_config(config, args.stories)
+    estimate = pipeline.estimate_run(planned)
+    print(f"{estimate.stories} stories: {estimate.calls} LLM calls, about {estimate.tokens} tokens at most")
+    run_id = pipeline.create_run(actor, planned, name=args.name)
+    print(f"run {run_id} queued (run `python -m core.worker`; follow it with `jobs` or on the Generate page)")
+    return 0
+
+
+def cmd_describe(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core import taxonomy
+    from core.pipeline import annotate
+
+    tax = taxonomy.get_taxonomy_by_name(args.taxonomy)
+    if tax is None:
+        raise ValueError(f"no taxonomy named {args.taxonomy!r}")
+    job_id = annotate.enqueue_annotation(actor, args.source, tax.id, limit=args.limit)
+    print(f"job {job_id} queued: the teacher describes texts of {args.source!r}")
+    return 0
+
+
 def cmd_jobs(actor: auth.Actor, args: argparse.Namespace) -> int:
     for job in jobs.list_jobs(actor, limit=args.limit):
         total = f"/{job.total}" if job.total is not None else ""
@@ -63,6 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--description", default="")
     imp.add_argument("--job", action="store_true", help="queue for the worker instead of importing now")
     imp.set_defaults(run=cmd_import)
+
+    gen = sub.add_parser("generate", help="queue an Emo Pillars generation run on a sample of a corpus")
+    gen.add_argument("--corpus", required=True)
+    gen.add_argument("--taxonomy", default="GoEmotions")
+    gen.add_argument("--stories", type=int, default=5, help="random sample of this many stories")
+    gen.add_argument("--characters", type=int, default=3, help="characters per story")
+    gen.add_argument("--emotional", type=int, default=8, help="emotional utterances per character")
+    gen.add_argument("--neutral", type=int, default=2, help="neutral utterances per character")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--name", default="")
+    gen.set_defaults(run=cmd_generate)
+
+    desc = sub.add_parser("describe", help="queue teacher descriptors for an imported set of texts")
+    desc.add_argument("source", help="the imported set's name")
+    desc.add_argument("--taxonomy", default="GoEmotions")
+    desc.add_argument("--limit", type=int, default=None)
+    desc.set_defaults(run=cmd_describe)
 
     lst = sub.add_parser("jobs", help="list recent jobs")
     lst.add_argument("--limit", type=int, default=20)

@@ -56,6 +56,7 @@ class StoryIn:
     title: str
     text: str
     meta: dict[str, Any] = field(default_factory=dict)
+    sections: tuple[str, ...] = ()  # given sections (FairytaleQA) become the passages
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,59 @@ def parse_file(filename: str, data: bytes) -> list[StoryIn]:
     return stories
 
 
+WIKIPLOTS_NAMES = ("plots", "titles")
+
+
+def _stem(filename: str) -> str:
+    path = PurePath(filename)
+    return path.stem.lower() if path.suffix.lower() in ("", ".txt") else path.name.lower()
+
+
+def is_wikiplots_pair(files: list[tuple[str, bytes]]) -> bool:
+    return sorted(_stem(name) for name, _ in files) == sorted(WIKIPLOTS_NAMES)
+
+
+def parse_files(files: list[tuple[str, bytes]]) -> list[StoryIn]:
+    """The stories of several uploads: the WikiPlots pair (`plots` + `titles`) is read as one source."""
+    if is_wikiplots_pair(files):
+        by_stem = {_stem(name): (name, data) for name, data in files}
+        return parse_wikiplots(by_stem["plots"], by_stem["titles"])
+    return [story for filename, data in files for story in parse_file(filename, data)]
+
+
+def parse_wikiplots(plots: tuple[str, bytes], titles: tuple[str, bytes]) -> list[StoryIn]:
+    """WikiPlots: a plots file with stories separated by `<EOS>` lines, and a titles file, one per line."""
+    (plots_name, plots_data), (titles_name, titles_data) = plots, titles
+    for name, data in (plots, titles):
+        if len(data) > MAX_FILE_BYTES:
+            raise CorpusFileError(f"{name}: {len(data) / 1024 / 1024:.1f} MB is over the "
+                                  f"{MAX_FILE_BYTES // 1024 // 1024} MB limit (split it, keeping the pairs in step)")
+    chunks: list[tuple[int, str]] = []
+    current: list[str] = []
+    start = 1
+    for number, line in enumerate(_decode(plots_name, plots_data).split("\n"), start=1):
+        if line.strip() == "<EOS>":
+            chunks.append((start, "\n".join(current).strip()))
+            current, start = [], number + 1
+        else:
+            current.append(line)
+    if "\n".join(current).strip():
+        chunks.append((start, "\n".join(current).strip()))
+    names = [line.strip() for line in _decode(titles_name, titles_data).split("\n")]
+    while names and not names[-1]:
+        names.pop()
+    if len(names) != len(chunks):
+        raise CorpusFileError(f"{titles_name} has {len(names)} titles but {plots_name} has {len(chunks)} plots "
+                              "(separated by <EOS> lines): the two files must be in step")
+    stories = []
+    for index, ((line, body), title) in enumerate(zip(chunks, names), start=1):
+        if not body:
+            raise CorpusFileError(f"{plots_name}, line {line}: plot {index} ({title or 'untitled'}) is empty")
+        stories.append(StoryIn((title or f"plot {index}")[:MAX_TITLE_CHARS], body,
+                               {"source_file": plots_name, "line": line, "title_line": index}))
+    return stories
+
+
 def _decode(name: str, data: bytes) -> str:
     """UTF-8 (a BOM is allowed) with Unix newlines; anything else names the offending byte."""
     offset = 0
@@ -216,6 +270,8 @@ def _parse_csv(name: str, text: str) -> list[StoryIn]:
         header = _csv_header(reader)
         if "text" not in header:
             raise CorpusFileError(f"{name}: no 'text' column (columns: {', '.join(c for c in header if c) or 'none'})")
+        if "section" in header and "title" not in header:
+            return [_sectioned_story(name, header, reader)]
         previous_end = reader.line_num
         for row in reader:
             line, previous_end = previous_end + 1, reader.line_num
@@ -231,6 +287,26 @@ def _parse_csv(name: str, text: str) -> list[StoryIn]:
     except csv.Error as error:
         raise CorpusFileError(f"{name}, line {reader.line_num}: not valid CSV ({error})") from None
     return stories
+
+
+def _sectioned_story(name: str, header: list[str], reader) -> StoryIn:
+    """FairytaleQA layout: one story per file, one row per section (columns section, text)."""
+    sections: list[str] = []
+    first_line = reader.line_num + 1
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise CorpusFileError(f"{name}, line {reader.line_num}: {len(row)} fields but the header has {len(header)}")
+        text = dict(zip(header, row))["text"].replace("\r\n", "\n").strip()
+        if not text:
+            raise CorpusFileError(f"{name}, line {reader.line_num}: empty section text")
+        sections.append(text)
+    if not sections:
+        raise CorpusFileError(f"{name}: no sections found")
+    title = PurePath(name).stem.replace("-", " ").replace("_", " ").strip().capitalize() or name
+    return StoryIn(title[:MAX_TITLE_CHARS], "\n\n".join(sections),
+                   {"source_file": name, "line": first_line, "sections": len(sections)}, tuple(sections))
 
 
 def _csv_header(reader) -> list[str]:
@@ -347,7 +423,7 @@ def import_files(
     corpus_name = _clean_corpus_name(corpus_name)
     if not files:
         raise ValueError("Choose at least one file to import.")
-    stories = [story for filename, data in files for story in parse_file(filename, data)]
+    stories = parse_files(files)
     names = tuple(PurePath(filename).name for filename, _ in files)
     return _store(corpus_name, stories, description, ", ".join(names), actor.id, names)
 
@@ -420,7 +496,8 @@ def _insert_stories(
             duplicates += 1
             continue
         seen.add(digest)
-        pieces = split_passages(story.text)
+        pieces = [piece for section in story.sections for piece in split_passages(section)] or \
+            split_passages(story.text)
         session.add(Story(
             corpus_id=corpus_id, position=first_position + index, title=story.title, text=story.text,
             content_hash=digest, word_count=_words(story.text), meta=dict(story.meta),
@@ -545,19 +622,26 @@ def load_demo_corpus() -> int | None:
 
 def enqueue_import(
     actor: Actor | None, corpus_name: str, filename: str, data: bytes, *,
-    description: str = "", batch_size: int = DEFAULT_JOB_BATCH,
+    description: str = "", batch_size: int = DEFAULT_JOB_BATCH, companion: tuple[str, bytes] | None = None,
 ) -> int:
-    """Check the file now (so the user hears about a bad file at once), then queue it for the worker."""
+    """Check the file now (so the user hears about a bad file at once), then queue it for the worker.
+
+    `companion` is the second file of a pair read together (WikiPlots: `plots` with its `titles`).
+    """
     require_admin(actor)
     corpus_name = _clean_corpus_name(corpus_name)
     name = PurePath(filename).name
-    parse_file(name, data)
+    files = [(name, data)] + ([(PurePath(companion[0]).name, companion[1])] if companion else [])
+    parse_files(files)
     with write_session() as session:
-        upload = Upload(filename=name, content=data, sha256=hashlib.sha256(data).hexdigest(), created_by_id=actor.id)
-        session.add(upload)
+        uploads = [Upload(filename=n, content=d, sha256=hashlib.sha256(d).hexdigest(), created_by_id=actor.id)
+                   for n, d in files]
+        session.add_all(uploads)
         session.flush()
-        payload = {"upload_id": upload.id, "corpus_name": corpus_name, "description": description,
+        payload = {"upload_id": uploads[0].id, "corpus_name": corpus_name, "description": description,
                    "batch_size": max(1, int(batch_size))}
+        if companion:
+            payload["companion_upload_id"] = uploads[1].id
         return jobs.enqueue(actor, "import_corpus", payload, title=f"Import {name} into {corpus_name}",
                             session=session)
 
@@ -571,7 +655,7 @@ def run_import_job(ctx: jobs.JobContext) -> dict[str, Any]:
     """
     if ctx.checkpoint.get("finished"):
         return dict(ctx.checkpoint["result"])
-    filename, stories = _load_upload(ctx.payload["upload_id"])
+    filename, stories = _load_upload(ctx.payload["upload_id"], ctx.payload.get("companion_upload_id"))
     if "corpus_id" not in ctx.checkpoint:
         _start_import(ctx, filename)
     total = len(stories)
@@ -583,14 +667,16 @@ def run_import_job(ctx: jobs.JobContext) -> dict[str, Any]:
     return dict(ctx.checkpoint["result"])
 
 
-def _load_upload(upload_id: int) -> tuple[str, list[StoryIn]]:
+def _load_upload(upload_id: int, companion_id: int | None = None) -> tuple[str, list[StoryIn]]:
+    files = []
     with read_session() as session:
-        upload = session.get(Upload, upload_id)
-        if upload is None:
-            raise jobs.JobFailed(f"The uploaded file (upload {upload_id}) is gone; upload it again.")
-        filename, data = upload.filename, upload.content
+        for some_id in filter(None, (upload_id, companion_id)):
+            upload = session.get(Upload, some_id)
+            if upload is None:
+                raise jobs.JobFailed(f"The uploaded file (upload {some_id}) is gone; upload it again.")
+            files.append((upload.filename, upload.content))
     try:
-        return filename, parse_file(filename, data)
+        return files[0][0], parse_files(files)
     except CorpusFileError as error:
         raise jobs.JobFailed(str(error)) from None
 
@@ -627,5 +713,6 @@ def _import_batch(ctx: jobs.JobContext, stories: list[StoryIn], batch_size: int)
                 "passages_added": checkpoint["passages"],
             }
             # The bytes are no longer needed; keeping a 50 MB blob per import would bloat the database.
-            session.execute(delete(Upload).where(Upload.id == ctx.payload["upload_id"]))
+            uploads = [ctx.payload["upload_id"], ctx.payload.get("companion_upload_id") or -1]
+            session.execute(delete(Upload).where(Upload.id.in_(uploads)))
         ctx.advance(session, end - start, checkpoint=checkpoint, note=f"{end}/{len(stories)} stories")

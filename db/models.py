@@ -249,6 +249,8 @@ class GenerationRun(Base):
     model: Mapped[str] = mapped_column(String(500), default="")
     sampling: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus), default=RunStatus.draft)
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)  # per stage: requests, failures, produced
+    job_id: Mapped[Optional[int]] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))  # latest job
     created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[Optional[datetime]]

@@ -1,4 +1,4 @@
-"""Admin: users, taxonomies, and (with issue #3) the LLM engine settings."""
+"""Admin: users, taxonomies, prompt templates and label rules, and the LLM engine settings."""
 
 import pandas as pd
 import streamlit as st
@@ -13,12 +13,13 @@ from core.auth import (
 )
 from db.models import Role
 from ui.engine_settings import render_engine_settings
+from ui.prompts_and_labels import render_prompts_and_labels
 from ui.session import flash, guard, show_flashes
 
 actor = guard("admin")
 
 st.title("Admin")
-users_tab, taxonomies_tab, engine_tab = st.tabs(["Users", "Taxonomies", "Engine"])
+users_tab, taxonomies_tab, prompts_tab, engine_tab = st.tabs(["Users", "Taxonomies", "Prompts & labels", "Engine"])
 
 ROLES = [role.value for role in Role]
 
@@ -225,6 +226,9 @@ with taxonomies_tab:
                     st.rerun()
 
 # --------------------------------------------------------------------------- engine
+
+with prompts_tab:
+    render_prompts_and_labels(actor)
 
 with engine_tab:
     render_engine_settings(actor)

@@ -13,6 +13,7 @@ from core.corpus import (
     enqueue_import,
     get_story,
     import_files,
+    is_wikiplots_pair,
     list_corpora,
     list_stories,
     parse_file,
@@ -42,11 +43,13 @@ with st.container(border=True):
             st.page_link("pages/jobs.py", label="Follow them on the Jobs page", icon=":material/pending_actions:")
     upload_round = st.session_state.get("corpus_upload_round", 0)  # a new round empties the uploader
     files = st.file_uploader(
-        "Story files (.txt, .csv, .jsonl)", type=["txt", "csv", "jsonl"], accept_multiple_files=True,
+        "Story files (.txt, .csv, .jsonl; WikiPlots `plots` + `titles`)", accept_multiple_files=True,
         key=f"corpus_files_{upload_round}",
         help="Plain text: one story per file, or stories separated by a line holding only `---`, `***` or "
              "`<EOS>` (a short first line is the title). CSV: a `text` column (and optionally `title`). "
-             "JSON Lines: one object per line with a `text` field (and optionally `title`).",
+             "JSON Lines: one object per line with a `text` field (and optionally `title`). "
+             "FairytaleQA: a CSV with `section,text` columns is one story whose sections are its passages. "
+             "WikiPlots: upload `plots` (stories separated by `<EOS>` lines) together with `titles`.",
     )
     names = [c.name for c in corpora]
     NEW = "A new corpus"
@@ -71,6 +74,10 @@ with st.container(border=True):
                 if total < INLINE_LIMIT:
                     report = import_files(actor, corpus_name, [(f.name, f.getvalue()) for f in files],
                                           description=description)
+                elif is_wikiplots_pair([(f.name, b"") for f in files]):
+                    plots, titles = sorted(files, key=lambda f: "titles" in f.name.lower())
+                    job_ids = [enqueue_import(actor, corpus_name, plots.name, plots.getvalue(), description=description,
+                                              companion=(titles.name, titles.getvalue()))]
                 else:
                     if len(files) > 1:  # check them all first: one bad file queues nothing
                         for f in files:

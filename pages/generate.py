@@ -1,14 +1,235 @@
-"""Generate page (not built yet: issue #4)."""
+"""Generate: plan an Emo Pillars run, see its cost, launch it, follow its stages, compare runs."""
 
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
-from ui.session import guard
+from core.auth import PermissionDenied
+from core.corpus import list_corpora, list_stories
+from core.pipeline import run as pipeline
+from core.pipeline import runs, templates
+from core.pipeline.plan import PlanError
+from core.taxonomy import list_taxonomies
+from ui.annotate import render_annotation_tab
+from ui.session import flash, guard, show_flashes
 
 actor = guard("generate")
+PAGE_SIZE = 25
 
 st.title("Generate")
-st.write(
-    "Synthesise emotion-labelled utterances from corpus stories with a teacher "
-    "LLM, after the Emo Pillars pipeline (characters, utterances, labels, contexts)."
-)
-st.info("Not built yet: arrives with issue #4.")
+st.write("The teacher reads stories, finds their characters and writes what they think aloud, labels the "
+         "emotions, then writes the context leading up to each thought and rewrites the thought so its emotion "
+         "needs that context (Emo Pillars).")
+show_flashes("generate")
+
+new_tab, runs_tab, compare_tab, annotate_tab = st.tabs(["New run", "Runs", "Compare runs", "Annotate texts"])
+
+
+def _failure(exc: Exception) -> None:
+    st.error(str(exc))
+
+
+# --------------------------------------------------------------------------- new run
+
+with new_tab:
+    corpora = list_corpora()
+    taxonomies = list_taxonomies()
+    if not corpora:
+        st.info("Import stories on the Corpus page first.")
+    else:
+        by_name = {c.name: c for c in corpora}
+        left, right = st.columns(2)
+        corpus = by_name[left.selectbox("Corpus", list(by_name), key="gen_corpus")]
+        taxonomy_names = {t.name: t for t in taxonomies}
+        taxonomy = taxonomy_names[right.selectbox("Taxonomy (its labels and descriptions go into the prompts)",
+                                                  list(taxonomy_names), key="gen_taxonomy")]
+        stories, total = list_stories(corpus.id, limit=500)
+        how = st.radio("Stories", ["A random sample", "Chosen stories"], horizontal=True, key="gen_how")
+        sample_size, story_ids = None, []
+        if how == "A random sample":
+            sample_size = st.number_input("How many stories", 1, max(1, total), min(5, total), key="gen_sample")
+        else:
+            titles = {f"{s.title} (#{s.id})": s.id for s in stories}
+            story_ids = [titles[t] for t in st.multiselect("Stories", list(titles), key="gen_stories")]
+        c1, c2, c3, c4 = st.columns(4)
+        max_characters = c1.number_input("Characters per story", 1, 8, 3, key="gen_chars")
+        emotional = c2.number_input("Emotional utterances per character", 0, 50, 8, key="gen_emotional")
+        neutral = c3.number_input("Neutral utterances per character", 0, 20, 2, key="gen_neutral")
+        seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+        with st.expander("More settings"):
+            d1, d2 = st.columns(2)
+            max_emotions = d1.number_input("Emotions the teacher may name per utterance", 1, 5, 3, key="gen_max_em")
+            similarity = d2.slider("Near-duplicate similarity (a character's utterance this close to an earlier "
+                                   "one is removed)", 0.5, 1.0, 0.9, 0.01, key="gen_sim")
+            st.caption("Quota weights: each emotion gets a share of the utterances in proportion to its weight "
+                       "(1 = equal share, 0 = never asked for).")
+            weights_text = st.text_input("Weights, as `label=weight` separated by commas (optional)",
+                                         key="gen_weights", placeholder="grief=2, pride=0")
+            versions = {stage: templates.versions(stage) for stage in templates.STAGES[:6]}
+            template_ids = {}
+            cols = st.columns(3)
+            for index, (stage, options) in enumerate(versions.items()):
+                labels_by_id = {t.id: f"v{t.version}" + (" (active)" if t.is_active else "") for t in options}
+                active = next((t.id for t in options if t.is_active), options[0].id)
+                template_ids[stage] = cols[index % 3].selectbox(
+                    f"Template: {templates.STAGE_TITLES[stage]}", list(labels_by_id), index=list(labels_by_id).index(active),
+                    format_func=labels_by_id.get, key=f"gen_tpl_{stage}")
+        name = st.text_input("Run name (optional)", key="gen_name")
+
+        def _weights(text: str) -> dict[str, float]:
+            weights = {}
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                label, _, value = part.partition("=")
+                try:
+                    weights[label.strip().lower()] = float(value)
+                except ValueError:
+                    raise PlanError(f"Weight {part!r}: write label=number.") from None
+            return weights
+
+        try:
+            config = pipeline.RunConfig(corpus_id=corpus.id, taxonomy_id=taxonomy.id, story_ids=story_ids,
+                                        max_characters=int(max_characters), emotional=int(emotional),
+                                        neutral=int(neutral), seed=int(seed), max_emotions=int(max_emotions),
+                                        dedup_similarity=float(similarity), weights=_weights(weights_text))
+            planned = pipeline.prepare_config(config, int(sample_size) if sample_size else None)
+            estimate = pipeline.estimate_run(planned, template_ids)
+        except PlanError as exc:
+            st.warning(str(exc))
+            estimate = None
+        if estimate is not None:
+            st.subheader("Cost before launch")
+            st.write(f"{estimate.stories} stories, {estimate.passages} passages, up to {estimate.characters} "
+                     f"characters and {estimate.utterances} utterances: **{estimate.calls:,} LLM calls**, about "
+                     f"**{estimate.tokens:,} tokens** at most (prompt tokens estimated at 4 characters each; "
+                     "output counted at each stage's max_tokens).")
+            st.dataframe(pd.DataFrame([{"stage": templates.STAGE_TITLES[s.stage], "calls": s.calls,
+                                        "prompt tokens (≈)": s.prompt_tokens, "output tokens (max)": s.max_output_tokens}
+                                       for s in estimate.stages]), hide_index=True)
+            if st.button("Launch", type="primary", key="gen_launch", icon=":material/rocket_launch:"):
+                try:
+                    run_id = pipeline.create_run(actor, planned, name=name, template_ids=template_ids)
+                except (PlanError, PermissionDenied, ValueError) as exc:
+                    _failure(exc)
+                else:
+                    st.session_state["gen_selected_run"] = run_id
+                    flash(f"Run #{run_id} queued: follow it on the Runs tab.", scope="generate")
+                    st.rerun()
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@st.fragment(run_every=3)
+def _live_stages(run_id: int) -> None:
+    detail = runs.run_detail(actor, run_id)
+    done, total, note = detail.job_progress
+    st.write(f"Status: **{detail.status}**" + (f" · job #{detail.job_id}: {detail.job_status}" if detail.job_id else ""))
+    if detail.job_status in ("queued", "running"):
+        st.progress(done / total if total else 0.0, text=note or "waiting for a worker")
+    st.dataframe(pd.DataFrame([{
+        "stage": templates.STAGE_TITLES[row.stage], "state": row.state, "requests": row.requests,
+        "from cache": row.cached, "answered": row.answered, "invalid": row.invalid, "failed": row.failed,
+        "result": row.produced} for row in detail.stage_rows()]), hide_index=True)
+    failures = {row.stage: row.failure_reasons for row in detail.stage_rows() if row.failure_reasons}
+    for stage, reasons in failures.items():
+        with st.expander(f"Failures in {templates.STAGE_TITLES[stage]}"):
+            for reason, count in reasons.items():
+                st.text(f"{count} × {reason}")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Characters", detail.characters)
+    c2.metric("Context-less examples", detail.examples_contextless)
+    c3.metric("Contextual examples", detail.examples_contextual,
+              help=f"{detail.flagged} flagged: the context or utterance still names its emotion")
+
+
+with runs_tab:
+    run_rows = runs.list_runs(actor)
+    if not run_rows:
+        st.info("No run yet: plan one on the New run tab.")
+    else:
+        st.dataframe(pd.DataFrame([{"id": r.id, "name": r.name, "status": r.status, "stage": r.current_stage or "",
+                                    "stories": r.stories, "seed": r.seed, "context-less": r.examples_contextless,
+                                    "contextual": r.examples_contextual, "by": r.created_by or "",
+                                    "created": r.created_at} for r in run_rows]), hide_index=True)
+        ids = [r.id for r in run_rows]
+        preselected = st.session_state.get("gen_selected_run")
+        run_id = st.selectbox("Run", ids, index=ids.index(preselected) if preselected in ids else 0,
+                              format_func=lambda i: f"#{i} {next(r.name for r in run_rows if r.id == i)}",
+                              key="gen_run_pick")
+        _live_stages(run_id)
+        detail = runs.run_detail(actor, run_id)
+        running = detail.job_status in ("queued", "running")
+        a1, a2, a3 = st.columns(3)
+        if a1.button("Stop", disabled=not running, key="gen_stop", icon=":material/stop:"):
+            try:
+                pipeline.stop_run(actor, run_id)
+                flash("Stop requested: the job stops after its current batch.", scope="generate")
+                st.rerun()
+            except PlanError as exc:
+                _failure(exc)
+        if a2.button("Resume / retry failures", disabled=running, key="gen_resume", icon=":material/play_arrow:",
+                     help="Runs the stages again: cached answers are reused, missing and failed ones asked."):
+            pipeline.resume_run(actor, run_id)
+            flash(f"Run #{run_id} queued again.", scope="generate")
+            st.rerun()
+        with a3.popover("Extend or repeat", disabled=running, icon=":material/add:"):
+            config = detail.config
+            more = st.number_input("More stories (random sample)", 0, 1000, 0, key="gen_ext_more")
+            ext_emotional = st.number_input("Emotional utterances per character", config.get("emotional", 8), 50,
+                                            config.get("emotional", 8), key="gen_ext_em")
+            ext_neutral = st.number_input("Neutral utterances per character", config.get("neutral", 2), 20,
+                                          config.get("neutral", 2), key="gen_ext_neu")
+            if st.button("Extend this run", key="gen_extend"):
+                try:
+                    pipeline.extend_run(actor, run_id, sample_more=int(more), emotional=int(ext_emotional),
+                                        neutral=int(ext_neutral))
+                    flash(f"Run #{run_id} extended and queued.", scope="generate")
+                    st.rerun()
+                except PlanError as exc:
+                    _failure(exc)
+            st.divider()
+            new_seed = st.number_input("Seed for a repeat", 0, 2**31 - 1, int(config.get("seed", 0)) + 1, key="gen_rep_seed")
+            st.caption("A repeat uses the same stories and counts; template versions can be changed on the New "
+                       "run tab (the active versions are used for stages you did not pin).")
+            if st.button("Repeat with this seed", key="gen_repeat"):
+                new_id = pipeline.repeat_run(actor, run_id, seed=int(new_seed))
+                st.session_state["gen_selected_run"] = new_id
+                flash(f"Run #{new_id} queued (repeat of #{run_id}).", scope="generate")
+                st.rerun()
+        with st.expander("Settings and provenance"):
+            st.json({"config": detail.config, "templates": detail.template_versions, "engine": detail.engine,
+                     "model": detail.model, "sampling": detail.sampling})
+
+        st.subheader("Examples")
+        kind = st.radio("Kind", ["contextless", "contextual"], horizontal=True, key="gen_kind",
+                        format_func={"contextless": "Context-less", "contextual": "Contextual"}.get)
+        page = st.number_input("Page", 1, 10_000, 1, key="gen_page")
+        rows, total = runs.run_examples(actor, run_id, kind, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        st.caption(f"{total} examples; labels at the current threshold; OOT = outside the taxonomy.")
+        # Generated text is data: shown in a grid (plain text), never as markdown or HTML.
+        st.dataframe(pd.DataFrame([{"id": r.id, "character": r.character, "steered to": r.target or "",
+                                    **({"context": r.context or ""} if kind == "contextual" else {}),
+                                    "utterance": r.text, "labels": ", ".join(r.labels),
+                                    "scores": ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.scores.items(), key=lambda kv: -kv[1])),
+                                    "OOT": ", ".join(r.oot), "expressiveness": r.expressiveness,
+                                    "flags": ", ".join(r.flags)} for r in rows]), hide_index=True)
+
+
+# --------------------------------------------------------------------------- compare
+
+with compare_tab:
+    run_rows = runs.list_runs(actor)
+    chosen = st.multiselect("Runs to compare", [r.id for r in run_rows], key="gen_compare",
+                            format_func=lambda i: f"#{i} {next(r.name for r in run_rows if r.id == i)}")
+    if chosen:
+        figures = runs.compare_runs(actor, chosen)
+        table = pd.DataFrame([{k: v for k, v in f.items() if k != "labels"} for f in figures]).set_index("run")
+        st.dataframe(table.astype(str).T)
+        distribution = pd.DataFrame([{"run": f"#{f['run']} (seed {f['seed']})", "label": label, "examples": count}
+                                     for f in figures for label, count in f["labels"].items()])
+        if not distribution.empty:
+            st.plotly_chart(px.bar(distribution, x="label", y="examples", color="run", barmode="group",
+                                   title="Teacher labels of the context-less examples"))
+
+with annotate_tab:
+    render_annotation_tab(actor)

@@ -41,9 +41,12 @@ def prepare_home(home: Path) -> dict[str, str]:
 
 
 @contextmanager
-def served_app(home: Path):
-    """Yield the base URL of a running app on a fresh database; stop it afterwards."""
+def served_app(home: Path, with_worker: bool = False):
+    """Yield the base URL of a running app on a fresh database (and a worker); stop them afterwards."""
     env = prepare_home(home)
+    worker_log = (home / "worker.log").open("wb") if with_worker else None
+    worker = subprocess.Popen([sys.executable, "-m", "core.worker"], cwd=ROOT, env=env, stdout=worker_log,
+                              stderr=subprocess.STDOUT) if with_worker else None
     port = free_port()
     log = (home / "streamlit.log").open("wb")
     process = subprocess.Popen(
@@ -59,6 +62,9 @@ def served_app(home: Path):
     finally:
         stop(process, timeout=10)
         log.close()
+        if worker is not None:
+            stop(worker, timeout=30)
+            worker_log.close()
 
 
 @contextmanager

@@ -31,3 +31,21 @@ def test_bad_file_wrong_password_and_wrong_role_are_clear_errors(annotator, tmp_
     monkeypatch.setenv("EMOFORGE_PASSWORD", "ann-pass-1234")
     assert cli.main(["--user", "ann", "jobs"]) == 2
     assert "Only an admin" in capsys.readouterr().err
+
+
+def test_generate_queues_a_run_and_prints_its_cost(admin, monkeypatch, capsys):
+    from core import corpus, taxonomy
+    from db.models import GenerationRun
+    from db.session import read_session
+
+    taxonomy.seed_defaults()
+    corpus.load_demo_corpus()
+    monkeypatch.setenv("EMOFORGE_PASSWORD", "admin-pass-123")
+    assert cli.main(["--user", "admin", "generate", "--corpus", corpus.DEMO_CORPUS_NAME, "--stories", "3",
+                     "--characters", "2", "--emotional", "2", "--neutral", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "3 stories: 93 LLM calls" in out and "queued" in out  # 3 + 5 x (3 x 2 x 3)
+    with read_session() as session:
+        assert len(session.query(GenerationRun).one().config["story_ids"]) == 3
+    assert cli.main(["--user", "admin", "generate", "--corpus", "nope"]) == 2
+    assert "no corpus named 'nope'" in capsys.readouterr().err

@@ -375,3 +375,51 @@ def test_import_job_fails_cleanly_when_its_upload_is_gone(admin):
     job = jobs.get_job(admin, job_id)
     assert job.status == JobStatus.failed and "upload it again" in job.error
     assert _counts() == (0, 0, 0, 0)
+
+
+# --------------------------------------------------------------------------- FairytaleQA and WikiPlots layouts
+
+
+def test_fairytaleqa_section_csv_is_one_story_with_its_sections_as_passages(admin):
+    from tests.conftest import shared_data
+
+    folder = shared_data("fairytaleqa", "data-by-origin", "section-stories", "andersen-fairybook")
+    path = folder / "Snow-man-story.csv"
+    stories = corpus.parse_file(path.name, path.read_bytes())
+    assert len(stories) == 1
+    story = stories[0]
+    assert story.title == "Snow man story" and len(story.sections) >= 3
+    assert story.text.startswith('"It is so delightfully cold,"')
+    report = corpus.import_files(admin, "Fairy tales", [(path.name, path.read_bytes())])
+    assert report.stories_added == 1 and report.passages_added >= len(story.sections)
+    detail = corpus.get_story(corpus.list_stories(report.corpus_id)[0][0].id)
+    assert detail.passages[0].text.startswith('"It is so delightfully cold,"')
+
+
+def test_wikiplots_pair_reads_plots_with_their_titles(admin):
+    plots = b"A farmer loses his dog.\nHe searches the hills.\n<EOS>\nTwo sisters open a bakery.\n<EOS>\n"
+    titles = b"The Lost Dog\nSweet Sisters\n"
+    stories = corpus.parse_files([("titles", titles), ("plots", plots)])
+    assert [(s.title, s.text) for s in stories] == [
+        ("The Lost Dog", "A farmer loses his dog.\nHe searches the hills."), ("Sweet Sisters", "Two sisters open a bakery.")]
+    report = corpus.import_files(admin, "WikiPlots sample", [("plots.txt", plots), ("titles.txt", titles)])
+    assert report.stories_added == 2
+
+
+def test_wikiplots_pair_out_of_step_is_refused_and_saves_nothing(admin):
+    plots = b"One.\n<EOS>\nTwo.\n<EOS>\nThree.\n<EOS>\n"
+    with pytest.raises(CorpusFileError, match=r"titles has 2 titles but plots has 3 plots"):
+        corpus.import_files(admin, "Broken", [("plots", plots), ("titles", b"A\nB\n")])
+    assert not [c for c in corpus.list_corpora() if c.name == "Broken"]
+
+
+def test_wikiplots_pair_imports_through_the_worker(admin):
+    plots = "".join(f"Plot number {i} happens here.\n<EOS>\n" for i in range(30)).encode()
+    titles = "".join(f"Title {i}\n" for i in range(30)).encode()
+    corpus.enqueue_import(admin, "Big plots", "plots", plots, companion=("titles", titles), batch_size=7)
+    assert worker.serve(once=True, lease_seconds=30) == 1
+    target = next(c for c in corpus.list_corpora() if c.name == "Big plots")
+    rows, total = corpus.list_stories(target.id, limit=100)
+    assert total == 30 and rows[0].title == "Title 0"
+    with read_session() as session:
+        assert session.scalar(select(func.count()).select_from(Upload)) == 0

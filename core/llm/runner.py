@@ -142,13 +142,17 @@ def store(session: Session, outcomes: Sequence[Outcome], engine: Engine, *, stag
 
 def run_requests(ctx: JobContext, engine: Engine, requests: Iterable[ChatRequest], *,
                  output_model: type[BaseModel] | None = None, stage: str = "", run_id: int | None = None,
-                 batch_size: int = 256, validation_attempts: int = 3) -> RunReport:
-    """Answer every request not yet in the cache; progress and answers commit per batch."""
+                 batch_size: int = 256, validation_attempts: int = 3, note_prefix: str = "") -> RunReport:
+    """Answer every request not yet in the cache; progress and answers commit per batch.
+
+    `note_prefix` ("Stage 2/6 utterances: ") leads the progress notes of multi-step jobs.
+    """
     keyed = keyed_unique(engine, requests)
     done = answered_keys([r.key for r in keyed])
     pending = [r for r in keyed if r.key not in done]
     report = RunReport(total=len(keyed), cached=len(done))
-    ctx.set_progress(done=len(done), total=len(keyed), note=f"{len(done)} of {len(keyed)} already answered")
+    ctx.set_progress(done=len(done), total=len(keyed),
+                     note=f"{note_prefix}{len(done)} of {len(keyed)} already answered")
     started = time.monotonic()
     for start in range(0, len(pending), max(1, batch_size)):
         ctx.check_cancel()
@@ -169,7 +173,7 @@ def run_requests(ctx: JobContext, engine: Engine, requests: Iterable[ChatRequest
         with ctx.batch() as session:
             store(session, outcomes, engine, stage=stage, job_id=ctx.job_id, run_id=run_id)
             ctx.advance(session, len(outcomes),
-                        note=f"{report.cached + report.answered + report.invalid + report.failed} of {report.total} "
+                        note=f"{note_prefix}{report.cached + report.answered + report.invalid + report.failed} of {report.total} "
                              f"requests · {report.tokens_per_second:.0f} output tokens/s · "
                              f"{report.invalid} invalid · {report.failed} failed")
     return report

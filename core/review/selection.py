@@ -16,21 +16,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core import labels
 from db.models import Example, Label, OOTAction, OOTMapping, Signal, Suggestion
 
-DEFAULT_THRESHOLD = 0.3
 DEFAULT_GROUP_SIZE = 5
 CHUNK = 500  # ids per IN (...) list
 
 
 def presence_threshold() -> float:
-    """Score from which a teacher suggestion counts as present (core.labels owns the setting)."""
-    try:
-        from core import labels  # written in parallel (issue 4); 0.3 until it is there
-    except ImportError:
-        return DEFAULT_THRESHOLD
-    getter = getattr(labels, "presence_threshold", None)
-    return float(getter()) if callable(getter) else float(getattr(labels, "THRESHOLD", DEFAULT_THRESHOLD))
+    """Score from which a teacher suggestion counts as present (the setting core.labels owns)."""
+    return labels.threshold()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""pipeline (issue #4): schema changes of that work, if it needs any
+"""pipeline (issue #4): per-stage statistics and the latest job of a generation run
 
 Revision ID: 0003
 Revises: 0002
@@ -17,8 +17,15 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('generation_runs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('stats', sa.JSON(), nullable=False, server_default='{}'))
+        batch_op.add_column(sa.Column('job_id', sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(batch_op.f('fk_generation_runs_job_id_jobs'), 'jobs', ['job_id'], ['id'],
+                                    ondelete='SET NULL')
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('generation_runs', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_generation_runs_job_id_jobs'), type_='foreignkey')
+        batch_op.drop_column('job_id')
+        batch_op.drop_column('stats')

@@ -1,0 +1,200 @@
+"""What the Generate page shows about runs: the list, one run's stages and examples, comparisons."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from core import labels as label_store
+from core.auth import Actor, require_admin
+from core.pipeline.plan import SYNTHESIS_STAGES
+from db.models import Character, Example, ExampleKind, GenerationRun, Job, Suggestion, User
+from db.session import read_session
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    name: str
+    status: str
+    created_at: datetime
+    created_by: str | None
+    stories: int
+    seed: int
+    examples_contextless: int
+    examples_contextual: int
+    current_stage: str | None
+
+
+@dataclass(frozen=True)
+class StageRow:
+    stage: str
+    state: str  # done | running | waiting
+    requests: int
+    cached: int
+    answered: int
+    invalid: int
+    failed: int
+    produced: str
+    failure_reasons: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    id: int
+    name: str
+    status: str
+    config: dict[str, Any]
+    template_versions: dict[str, Any]
+    engine: str
+    model: str
+    sampling: dict[str, Any]
+    stats: dict[str, Any]
+    job_id: int | None
+    job_status: str | None
+    job_progress: tuple[int, int, str]
+    characters: int
+    examples_contextless: int
+    examples_contextual: int
+    flagged: int
+
+    def stage_rows(self) -> list[StageRow]:
+        rows = []
+        current = self.stats.get("current_stage")
+        for stage in SYNTHESIS_STAGES:
+            entry = self.stats.get(stage) or {}
+            state = "running" if stage == current and self.job_status == "running" else (
+                "done" if entry else "waiting")
+            produced = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in entry.items()
+                                 if k in PRODUCED_KEYS)
+            rows.append(StageRow(stage, state, entry.get("total", 0), entry.get("cached", 0), entry.get("answered", 0),
+                                 entry.get("invalid", 0), entry.get("failed", 0), produced,
+                                 entry.get("failure_reasons", {})))
+        return rows
+
+
+PRODUCED_KEYS = ("characters_added", "examples_added", "near_duplicates_removed", "examples_labelled", "oot_names",
+                 "contextual_added", "flagged_names_emotion")
+
+
+def _counts(session, run_ids: list[int]) -> dict[int, tuple[int, int]]:
+    query = (select(Example.run_id,
+                    func.sum(case((Example.kind == ExampleKind.contextless, 1), else_=0)),
+                    func.sum(case((Example.kind == ExampleKind.contextual, 1), else_=0)))
+             .where(Example.run_id.in_(run_ids)).group_by(Example.run_id))
+    return {run_id: (int(a or 0), int(b or 0)) for run_id, a, b in session.execute(query).tuples()}
+
+
+def list_runs(actor: Actor | None, limit: int = 50) -> list[RunRow]:
+    require_admin(actor)
+    with read_session() as session:
+        rows = session.execute(select(GenerationRun, User.username)
+                               .outerjoin(User, User.id == GenerationRun.created_by_id)
+                               .order_by(GenerationRun.id.desc()).limit(limit)).tuples().all()
+        counts = _counts(session, [run.id for run, _ in rows])
+    return [RunRow(run.id, run.name, run.status.value if hasattr(run.status, "value") else str(run.status),
+                   run.created_at, username, len(run.config.get("story_ids", [])), run.config.get("seed", 0),
+                   *counts.get(run.id, (0, 0)), (run.stats or {}).get("current_stage")) for run, username in rows]
+
+
+def run_detail(actor: Actor | None, run_id: int) -> RunDetail:
+    require_admin(actor)
+    with read_session() as session:
+        run = session.get(GenerationRun, run_id)
+        if run is None:
+            raise ValueError(f"No generation run with id {run_id}.")
+        job = session.get(Job, run.job_id) if run.job_id else None
+        characters = session.scalar(select(func.count()).select_from(Character).where(Character.run_id == run_id))
+        plain, contextual = _counts(session, [run_id]).get(run_id, (0, 0))
+        flagged = sum(1 for meta in session.scalars(select(Example.meta).where(
+            Example.run_id == run_id, Example.kind == ExampleKind.contextual)) if (meta or {}).get("flags"))
+        return RunDetail(run.id, run.name, getattr(run.status, "value", str(run.status)), dict(run.config),
+                         dict(run.template_versions), run.engine, run.model, dict(run.sampling), dict(run.stats or {}),
+                         run.job_id, getattr(job.status, "value", None) if job else None,
+                         (job.progress_done, job.progress_total, job.progress_note or "") if job else (0, 0, ""),
+                         characters, plain, contextual, flagged)
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    id: int
+    kind: str
+    character: str
+    target: str | None
+    text: str
+    context: str | None
+    labels: list[str]
+    scores: dict[str, float]
+    oot: list[str]
+    expressiveness: float | None
+    flags: list[str]
+
+
+def run_examples(actor: Actor | None, run_id: int, kind: str | None = None, offset: int = 0,
+                 limit: int = 50) -> tuple[list[ExampleRow], int]:
+    """One page of a run's examples with their labels (at the current threshold)."""
+    require_admin(actor)
+    where = [Example.run_id == run_id]
+    if kind:
+        where.append(Example.kind == ExampleKind(kind))
+    with read_session() as session:
+        total = session.scalar(select(func.count()).select_from(Example).where(*where))
+        rows = session.execute(select(Example, Character.name).outerjoin(Character, Character.id == Example.character_id)
+                               .where(*where).order_by(Example.id).offset(offset).limit(limit)).tuples().all()
+    ids = [example.id for example, _ in rows]
+    scores = label_store.teacher_scores(ids)
+    oot = label_store.oot_names(ids)
+    cut = label_store.threshold()
+    return [ExampleRow(e.id, e.kind.value, name or "", e.target_emotion, e.text, e.context,
+                       label_store.labels_from_scores(scores.get(e.id, {}), cut), scores.get(e.id, {}),
+                       [f"{n} ({a})" for n, a in oot.get(e.id, [])], e.expressiveness, (e.meta or {}).get("flags", []))
+            for e, name in rows], total
+
+
+# --------------------------------------------------------------------------- comparing runs
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Distinct n-grams over all n-grams (Li et al. 2016): a cheap lexical diversity figure."""
+    grams: list[tuple[str, ...]] = []
+    for text in texts:
+        words = text.lower().split()
+        grams.extend(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def compare_runs(actor: Actor | None, run_ids: list[int]) -> list[dict[str, Any]]:
+    """Side-by-side figures of runs (e.g. two seeds or two template versions)."""
+    require_admin(actor)
+    figures = []
+    for run_id in run_ids:
+        detail = run_detail(actor, run_id)
+        with read_session() as session:
+            plain = session.execute(select(Example.id, Example.text, Example.expressiveness).where(
+                Example.run_id == run_id, Example.kind == ExampleKind.contextless)).tuples().all()
+            oot = session.scalar(select(func.count()).select_from(Suggestion).join(Example).where(
+                Example.run_id == run_id, Example.kind == ExampleKind.contextless, Suggestion.oot_name.is_not(None)))
+            suggestions = session.scalar(select(func.count()).select_from(Suggestion).join(Example).where(
+                Example.run_id == run_id, Example.kind == ExampleKind.contextless))
+        labels = label_store.example_labels([i for i, _, _ in plain])
+        distribution = Counter(label for names in labels.values() for label in names)
+        texts = [t for _, t, _ in plain]
+        expressiveness = [x for _, _, x in plain if x is not None]
+        figures.append({
+            "run": run_id, "name": detail.name, "seed": detail.config.get("seed"),
+            "templates": {k: v.get("version") for k, v in detail.template_versions.items()},
+            "characters": detail.characters, "contextless": detail.examples_contextless,
+            "contextual": detail.examples_contextual,
+            "near_duplicates_removed": (detail.stats.get("utterances") or {}).get("near_duplicates_removed", 0),
+            "flagged_share": round(detail.flagged / detail.examples_contextual, 3) if detail.examples_contextual else 0.0,
+            "oot_share": round(oot / suggestions, 3) if suggestions else 0.0,
+            "unlabelled_share": round(sum(1 for v in labels.values() if not v) / len(labels), 3) if labels else 0.0,
+            "distinct_1": round(distinct_n(texts, 1), 3), "distinct_2": round(distinct_n(texts, 2), 3),
+            "mean_expressiveness": round(sum(expressiveness) / len(expressiveness), 3) if expressiveness else None,
+            "labels": dict(distribution.most_common()),
+        })
+    return figures

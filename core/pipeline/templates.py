@@ -1,0 +1,193 @@
+"""Versioned prompt templates, one active version per stage; admins edit them in the browser.
+
+Saving a template never changes an old version: it adds version n+1 and makes it active, so every
+example can name the exact prompt that made it. Placeholders are `{name}` fields checked on save
+against the stage's known fields (a typo would otherwise only show up as a worker error).
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from core.auth import Actor, require_admin
+from db.models import PromptTemplate
+from db.session import read_session, write_session
+
+STAGES = ("characters", "utterances", "labels", "context", "clean", "rewrite", "describe")
+
+STAGE_TITLES = {
+    "characters": "1. Characters",
+    "utterances": "2. Thinking-aloud utterances",
+    "labels": "3. Emotion labels",
+    "context": "4. Context",
+    "clean": "5. Context cleaning",
+    "rewrite": "6. Rewrite for context",
+    "describe": "Descriptors of imported texts",
+}
+
+# What each stage's template may use.
+FIELDS: dict[str, set[str]] = {
+    "characters": {"story_title", "passage", "max_characters"},
+    "utterances": {"story_title", "passage", "character", "character_description", "emotion", "emotion_description"},
+    "labels": {"character", "character_description", "utterance", "labels", "max_emotions"},
+    "context": {"story_title", "passage", "character", "character_description", "utterance"},
+    "clean": {"context", "label_names"},
+    "rewrite": {"character", "context", "utterance"},
+    "describe": {"text", "labels", "max_emotions"},
+}
+
+_SYSTEM = "You are a careful writer helping to build an emotion data set. Answer with JSON only."
+
+DEFAULTS: dict[str, tuple[str, str]] = {
+    "characters": (_SYSTEM, (
+        "Story: {story_title}\n\n{passage}\n\n"
+        "List up to {max_characters} characters of this story who think or feel something. For each give the "
+        "name used in the story and a one-sentence description of who they are in the story.\n"
+        'Answer as {{"characters": [{{"name": ..., "description": ...}}]}}.')),
+    "utterances": (_SYSTEM, (
+        "Story: {story_title}\n\n{passage}\n\n"
+        "Character: {character} ({character_description})\n"
+        "Write one short sentence that {character} thinks aloud at some moment of this story, in the first "
+        "person, expressing {emotion} ({emotion_description}). Do not name the emotion; show it.\n"
+        'Answer as {{"utterance": ...}}.')),
+    "labels": (_SYSTEM, (
+        "Emotions:\n{labels}\n\n"
+        "{character} ({character_description}) thinks aloud: \"{utterance}\"\n"
+        "Which emotions does this express? Give up to {max_emotions} emotions with a score from 0 to 1 "
+        "for how strongly each is present (use the names above where they fit; another name is allowed if "
+        "none fits), and how expressive the sentence is overall (0 = flat, 1 = very emotional).\n"
+        'Answer as {{"emotions": [{{"name": ..., "score": ...}}], "expressiveness": ...}}.')),
+    "context": (_SYSTEM, (
+        "Story: {story_title}\n\n{passage}\n\n"
+        "{character} ({character_description}) is about to think: \"{utterance}\"\n"
+        "Write two or three sentences describing what just happened to {character} in this story, leading "
+        "up to that thought. Describe events and actions only; do not name any feeling or emotion.\n"
+        'Answer as {{"context": ...}}.')),
+    "clean": (_SYSTEM, (
+        "Text: \"{context}\"\n\n"
+        "Rewrite the text, keeping every event, but remove every word that names or describes a feeling or "
+        "emotion (such as {label_names}). Keep it natural.\n"
+        'Answer as {{"context": ...}}.')),
+    "rewrite": (_SYSTEM, (
+        "Situation: {context}\n\n"
+        "{character} thinks: \"{utterance}\"\n"
+        "Rewrite the thought so that the emotion is no longer stated and can only be understood together with "
+        "the situation. Keep it short, first person.\n"
+        'Answer as {{"utterance": ...}}.')),
+    "describe": ("You describe the emotions in texts precisely. Answer with JSON only.", (
+        "Text: \"{text}\"\n\n"
+        "Emotions:\n{labels}\n\n"
+        "Describe in one short phrase the emotions the writer expresses (for example \"relieved but still "
+        "wary of her brother\"), then give up to {max_emotions} emotions from the list with a score from 0 to 1 "
+        "for how strongly each is present.\n"
+        'Answer as {{"description": ..., "emotions": [{{"name": ..., "score": ...}}]}}.')),
+}
+
+
+class TemplateError(ValueError):
+    """A template that cannot be saved; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class TemplateView:
+    id: int
+    stage: str
+    version: int
+    system_prompt: str
+    user_prompt: str
+    is_active: bool
+
+    def render(self, **values: object) -> tuple[dict[str, str], ...]:
+        user = self.user_prompt.format(**values)
+        if self.system_prompt:
+            return ({"role": "system", "content": self.system_prompt}, {"role": "user", "content": user})
+        return ({"role": "user", "content": user},)
+
+
+def _view(row: PromptTemplate) -> TemplateView:
+    return TemplateView(row.id, row.stage, row.version, row.system_prompt, row.user_prompt, row.is_active)
+
+
+def placeholders(text: str) -> set[str]:
+    try:
+        return {field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(text) if field}
+    except ValueError as error:  # an unmatched brace
+        raise TemplateError(f"The template does not parse: {error}. Write literal braces as {{{{ and }}}}.") from None
+
+
+def check_template(stage: str, system_prompt: str, user_prompt: str) -> None:
+    if stage not in STAGES:
+        raise TemplateError(f"Unknown stage {stage!r}.")
+    if not user_prompt.strip():
+        raise TemplateError("The user prompt is empty.")
+    used = placeholders(user_prompt)
+    unknown = used - FIELDS[stage]
+    if unknown:
+        raise TemplateError(f"Unknown placeholder(s) {', '.join('{' + u + '}' for u in sorted(unknown))}; "
+                            f"this stage offers {', '.join('{' + f + '}' for f in sorted(FIELDS[stage]))}.")
+    if placeholders(system_prompt):
+        raise TemplateError("The system prompt cannot use placeholders.")
+
+
+def seed_defaults() -> None:
+    """Version 1 of each stage's template, once."""
+    with write_session() as session:
+        present = set(session.scalars(select(PromptTemplate.stage).distinct()))
+        for stage in STAGES:
+            if stage not in present:
+                system_prompt, user_prompt = DEFAULTS[stage]
+                session.add(PromptTemplate(stage=stage, version=1, system_prompt=system_prompt,
+                                           user_prompt=user_prompt, is_active=True))
+
+
+def active_templates() -> dict[str, TemplateView]:
+    seed_defaults()
+    with read_session() as session:
+        rows = session.scalars(select(PromptTemplate).where(PromptTemplate.is_active.is_(True)))
+        return {row.stage: _view(row) for row in rows}
+
+
+def get_template(template_id: int) -> TemplateView:
+    with read_session() as session:
+        row = session.get(PromptTemplate, template_id)
+        if row is None:
+            raise TemplateError(f"No template with id {template_id}.")
+        return _view(row)
+
+
+def versions(stage: str) -> list[TemplateView]:
+    seed_defaults()
+    with read_session() as session:
+        rows = session.scalars(select(PromptTemplate).where(PromptTemplate.stage == stage)
+                               .order_by(PromptTemplate.version.desc()))
+        return [_view(row) for row in rows]
+
+
+def save_template(actor: Actor | None, stage: str, system_prompt: str, user_prompt: str) -> TemplateView:
+    """A new, active version of the stage's template (older versions stay, inactive)."""
+    actor = require_admin(actor)
+    check_template(stage, system_prompt, user_prompt)
+    with write_session() as session:
+        latest = session.scalar(select(func.max(PromptTemplate.version)).where(PromptTemplate.stage == stage)) or 0
+        session.execute(update(PromptTemplate).where(PromptTemplate.stage == stage).values(is_active=False))
+        row = PromptTemplate(stage=stage, version=latest + 1, system_prompt=system_prompt.strip(),
+                             user_prompt=user_prompt.strip(), is_active=True, created_by_id=actor.id)
+        session.add(row)
+        session.flush()
+        return _view(row)
+
+
+def activate(actor: Actor | None, template_id: int) -> TemplateView:
+    """Make an older version the one new runs use."""
+    require_admin(actor)
+    with write_session() as session:
+        row = session.get(PromptTemplate, template_id)
+        if row is None:
+            raise TemplateError(f"No template with id {template_id}.")
+        session.execute(update(PromptTemplate).where(PromptTemplate.stage == row.stage).values(is_active=False))
+        row.is_active = True
+        session.flush()
+        return _view(row)

@@ -1,0 +1,92 @@
+"""The Generate page and the Admin "Prompts & labels" tab, driven through AppTest (no engine starts)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from core import corpus, labels, taxonomy
+from core.pipeline import templates
+from db.models import GenerationRun, Job
+from db.session import read_session
+from tests.test_pages import (  # noqa: F401 (fixtures)
+    navigation_steady_state,
+    open_page,
+    shared_component_registry,
+)
+
+
+def _ready():
+    taxonomy.seed_defaults()
+    corpus.load_demo_corpus()
+
+
+def test_generate_page_shows_the_cost_then_launches_a_run_job(admin):
+    _ready()
+    at = open_page(admin, "generate")
+    assert not at.exception, at.exception
+    at.number_input(key="gen_sample").set_value(2)
+    at.number_input(key="gen_chars").set_value(2)
+    at.number_input(key="gen_emotional").set_value(4)
+    at.number_input(key="gen_neutral").set_value(1).run()
+    assert not at.exception, at.exception
+    cost = " ".join(m.value for m in at.markdown)
+    # 2 stories of one passage each: 2 character calls, then 2 x 2 x 5 = 20 calls in each of five stages
+    assert "**102 LLM calls**" in cost, cost
+    at.button(key="gen_launch").click().run()
+    assert not at.exception, at.exception
+    with read_session() as session:
+        run = session.scalars(select(GenerationRun)).one()
+        job = session.get(Job, run.job_id)
+        assert job.kind == "pipeline_run" and job.payload == {"run_id": run.id}
+        assert len(run.config["story_ids"]) == 2 and run.config["emotional"] == 4
+        assert set(run.template_versions) >= {"characters", "rewrite"}
+    assert any("queued" in s.value for s in at.success)
+    # the Runs tab shows the run with its six stages waiting
+    frames = [f.value for f in at.dataframe]
+    stages = next(f for f in frames if "stage" in f.columns and "requests" in f.columns)
+    assert list(stages["state"]) == ["waiting"] * 6
+
+
+def test_generate_page_refuses_settings_without_stories(admin):
+    _ready()
+    at = open_page(admin, "generate")
+    at.radio(key="gen_how").set_value("Chosen stories").run()
+    assert not at.exception, at.exception
+    assert any("Choose at least one story" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key == "gen_launch"]
+
+
+def test_admin_saves_a_new_template_version_and_refuses_an_unknown_placeholder(admin):
+    at = open_page(admin, "admin")
+    assert not at.exception, at.exception
+    at.selectbox(key="tpl_stage").set_value("rewrite").run()
+    area = next(a for a in at.text_area if a.label == "User prompt")
+    area.input("Situation: {context}\n{character} thinks: \"{utterance}\". Make it need the situation. {mood}")
+    at.button[[b.label for b in at.button].index("Save as a new version")].click().run()
+    assert any("{mood}" in e.value for e in at.error)
+    assert [t.version for t in templates.versions("rewrite")] == [1]
+    area = next(a for a in at.text_area if a.label == "User prompt")
+    area.input("Situation: {context}\n{character} thinks: \"{utterance}\". Make it need the situation.")
+    at.button[[b.label for b in at.button].index("Save as a new version")].click().run()
+    assert not at.exception and not at.error
+    assert templates.active_templates()["rewrite"].version == 2
+
+
+def test_admin_sets_the_threshold_and_maps_an_oot_name(admin):
+    from tests.test_labels import _example, _goemotions_id
+
+    tid = _goemotions_id()
+    example = _example(tid, [("wistfulness", 0.8)])
+    at = open_page(admin, "admin")
+    at.number_input(key="label_threshold").set_value(0.5).run()
+    at.button(key="label_threshold_save").click().run()
+    assert labels.threshold() == 0.5
+    at.selectbox(key="oot_taxonomy").set_value(tid).run()
+    assert not at.exception, at.exception
+    form_select = [s for s in at.selectbox if s.label == "Name"][0]
+    form_select.set_value("wistfulness")
+    [r for r in at.radio if r.label == "Decision"][0].set_value("map")
+    [s for s in at.selectbox if s.label == "Label (for Map)"][0].set_value("sadness")
+    at.button[[b.label for b in at.button].index("Apply")].click().run()
+    assert not at.exception, at.exception
+    assert labels.example_labels([example])[example] == ["sadness"]

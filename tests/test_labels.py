@@ -1,0 +1,84 @@
+"""Threshold and out-of-taxonomy dictionary: labels are derived from kept soft scores."""
+
+import pytest
+
+from core import labels, taxonomy
+from core.auth import PermissionDenied
+from db.models import Example, ExampleKind, OOTMapping
+from db.session import read_session, write_session
+from sqlalchemy import select
+
+
+def _goemotions_id() -> int:
+    taxonomy.seed_defaults()
+    return taxonomy.get_taxonomy_by_name("GoEmotions").id
+
+
+def _example(taxonomy_id: int, scored: list[tuple[str, float]]) -> int:
+    with write_session() as session:
+        example = Example(kind=ExampleKind.contextless, text="I keep checking the door.", taxonomy_id=taxonomy_id)
+        session.add(example)
+        session.flush()
+        labels.add_suggestions(session, example.id, taxonomy_id,
+                               [labels.ScoredName(n, s) for n, s in scored], agent="teacher")
+        labels.refresh_oot_counts(session, taxonomy_id)
+        return example.id
+
+
+def _mapping(taxonomy_id: int, name: str) -> OOTMapping:
+    with read_session() as session:
+        return session.scalar(select(OOTMapping).where(OOTMapping.taxonomy_id == taxonomy_id,
+                                                       OOTMapping.source_name == name))
+
+
+def test_seeded_synonym_counts_for_its_label_and_unknown_name_waits(database):
+    tid = _goemotions_id()
+    example = _example(tid, [("Anxiety", 0.8), ("fear", 0.2), ("doom-scrolling dread", 0.6)])
+    assert labels.example_labels([example]) == {example: ["nervousness"]}
+    pending = _mapping(tid, "doom-scrolling dread")
+    assert pending.action.value == "pending" and pending.occurrences == 1
+    assert _mapping(tid, "anxiety").occurrences == 1
+    assert sorted(labels.oot_names([example])[example]) == [("anxiety", "map"), ("doom-scrolling dread", "pending")]
+
+
+def test_threshold_change_changes_labels_not_scores(database, admin):
+    tid = _goemotions_id()
+    example = _example(tid, [("joy", 0.35), ("relief", 0.25)])
+    assert labels.example_labels([example])[example] == ["joy"]
+    labels.set_threshold(admin, 0.2)
+    assert labels.example_labels([example])[example] == ["joy", "relief"]
+    labels.set_threshold(admin, 0.5)
+    assert labels.example_labels([example])[example] == []
+    assert labels.teacher_scores([example])[example] == {"joy": 0.35, "relief": 0.25}
+    with pytest.raises(labels.LabelError):
+        labels.set_threshold(admin, 0)
+
+
+def test_decision_is_reapplied_to_every_example(database, admin):
+    tid = _goemotions_id()
+    first = _example(tid, [("hopefulness", 0.9)])
+    second = _example(tid, [("hopefulness", 0.5), ("joy", 0.4)])
+    assert labels.example_labels([first, second]) == {first: [], second: ["joy"]}
+    assert labels.decide_oot(admin, tid, "Hopefulness", "map", "optimism") == 2
+    assert labels.example_labels([first, second]) == {first: ["optimism"], second: ["joy", "optimism"]}
+    assert _mapping(tid, "hopefulness").occurrences == 2
+    labels.decide_oot(admin, tid, "hopefulness", "drop")
+    assert labels.example_labels([first, second]) == {first: [], second: ["joy"]}
+    # a later example with the same name follows the dictionary at once
+    labels.decide_oot(admin, tid, "hopefulness", "map", "optimism")
+    third = _example(tid, [("hopefulness", 0.7)])
+    assert labels.example_labels([third])[third] == ["optimism"]
+
+
+def test_bad_decisions_are_refused(database, admin, annotator):
+    tid = _goemotions_id()
+    with pytest.raises(PermissionDenied):
+        labels.decide_oot(annotator, tid, "anxiety", "drop")
+    with pytest.raises(labels.LabelError, match="not a label"):
+        labels.decide_oot(admin, tid, "anxiety", "map", "worry")
+    with pytest.raises(labels.LabelError, match="needs the taxonomy label"):
+        labels.decide_oot(admin, tid, "anxiety", "map")
+    with pytest.raises(labels.LabelError, match="is a label of this taxonomy"):
+        labels.decide_oot(admin, tid, "joy", "drop")
+    with pytest.raises(labels.LabelError, match="Unknown action"):
+        labels.decide_oot(admin, tid, "anxiety", "forget")

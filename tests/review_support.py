@@ -47,6 +47,7 @@ def make_examples(specs: list[dict]) -> list[int]:
                     session.add(character)
                     session.flush()
             example = Example(kind=spec.get("kind", "contextless"), text=spec["text"], context=spec.get("context"),
+                              taxonomy_id=taxonomy_id,
                               character_id=character.id if character else None,
                               target_emotion=spec.get("target"))
             session.add(example)

@@ -12,9 +12,9 @@ from core.review.campaigns import create_campaign, get_campaign, list_campaigns,
 from core.review.queue import get_item, next_item, previous_item
 from core.review.questions import AnswerError
 from core.review.responses import ConflictError, save_answers, skip_item
-from core.review.results import oot_votes, results_csv
+from core.review.results import decide_oot_item, oot_votes, results_csv
 from core.review.selection import Selection
-from db.models import CampaignItem, ItemAssignment, Response
+from db.models import CampaignItem, ItemAssignment, Label, Response, Suggestion
 from db.session import read_session
 from tests.review_support import annotators, goemotions_id, make_examples, pending_oot
 
@@ -100,6 +100,17 @@ def test_diversity_groups_and_oot_items(admin):
     save_answers(ann, item.item_id, {"action": "map", "target": "nervousness"}, submit=True)
     votes = {v.oot_name: v for v in oot_votes(admin, oot.id)}
     assert votes["wistfulness"].suggestion == ("map", "nervousness") and votes["awe"].suggestion == (None, None)
+
+    # The admin's decision goes through core.labels: the dictionary changes and the examples follow.
+    with pytest.raises(PermissionDenied):
+        decide_oot_item(ann, oot.id, item.item_id, "map", "nervousness")
+    decide_oot_item(admin, oot.id, item.item_id, *votes["wistfulness"].suggestion)
+    decided = {v.oot_name: v for v in oot_votes(admin, oot.id)}["wistfulness"]
+    assert (decided.current_action, decided.current_target) == ("map", "nervousness")
+    with read_session() as session:
+        mapped = session.scalar(select(Label.name).join(Suggestion, Suggestion.label_id == Label.id)
+                                .where(Suggestion.oot_name == "wistfulness"))
+    assert mapped == "nervousness"
 
 
 # --------------------------------------------------------------------------- queue and answers

@@ -27,7 +27,7 @@ def main() -> None:
         for key, label in (("1", "fear"), ("2", "nervousness")):
             page.keyboard.press(key)
             page.locator("button[kind=primary]", has_text=label).wait_for()
-        page.wait_for_timeout(800)
+        page.wait_for_timeout(2500)  # the rerun after the last key settles (no stale-page overlay)
         page.screenshot(path=str(OUT), full_page=True)
     print(f"saved {OUT}")
 

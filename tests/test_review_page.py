@@ -104,3 +104,42 @@ def test_a_rating_and_a_flag_are_stored_as_the_contract_says(admin):
                                       .join(Question, Question.id == Response.question_id)).tuples().all())
     assert stored == {"specificity": 4, "generic": True}
     assert type(stored["specificity"]) is int
+
+
+def test_diversity_groups_and_an_oot_decision_on_the_page(admin):
+    from core.review.results import oot_votes
+    from tests.review_support import goemotions_id, pending_oot
+
+    (ann,) = annotators(admin, "dee")
+    make_examples([{"text": f"Line {i} <b>bold?</b>", "character": ("Mara", "keeper"), "target": "joy"}
+                   for i in range(3)] + [{"text": "So wistful.", "oot": {"wistfulness": 0.8}}])
+    diversity = create_campaign(admin, name="div", task="diversity", annotator_ids=[ann.id])
+    pending_oot(goemotions_id(), "wistfulness", 7)
+    oot = create_campaign(admin, name="oot", task="oot", annotator_ids=[ann.id])
+
+    at = open_review(ann)
+    at.selectbox(key="rv_campaign").set_value(diversity.id).run()
+    assert ["1. Line 0 <b>bold?</b>", "2. Line 1 <b>bold?</b>", "3. Line 2 <b>bold?</b>"] == \
+        [t.value for t in at.text if t.value.startswith(("1.", "2.", "3."))]
+    item_id = next_item(ann, diversity.id).item_id
+    button(at, f"rv_btn:{item_id}:diversity:2").click().run()
+    button(at, f"rv_btn:{item_id}:repeated:3").click().run()
+    button(at, "rv_submit").click().run()
+    assert next_item(ann, diversity.id) is None
+
+    at.selectbox(key="rv_campaign").set_value(oot.id).run()
+    assert "wistfulness" in [c.value for c in at.code] and "So wistful." in [t.value for t in at.text]
+    item_id = next_item(ann, oot.id).item_id
+    button(at, f"rv_btn:{item_id}:action:map").click().run()
+    at.selectbox(key=f"rv_answer:{item_id}:target").set_value("nervousness").run()
+    button(at, "rv_submit").click().run()
+    assert not at.exception, at.exception
+
+    at = open_review(admin)
+    at.segmented_control(key="rv_view").set_value("Results").run()
+    at.selectbox(key="rv_campaign").set_value(oot.id).run()
+    assert at.selectbox(key=f"rv_oot_target_{item_id}").value == "nervousness"  # the reviewers' majority
+    button(at, f"rv_oot_apply_{item_id}").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (votes,) = oot_votes(admin, oot.id)
+    assert (votes.current_action, votes.current_target) == ("map", "nervousness")

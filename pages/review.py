@@ -326,14 +326,15 @@ def new_campaign_form() -> None:
                     label=tax.normalise_label(label) if label.strip() else None,
                     per_emotion=int(per_emotion) if mode == "Stratified sample" else None,
                     limit=int(limit) or None, group_by=group_by, group_size=int(group_size))
-                created = campaigns.create_campaign(
+                job_id = campaigns.enqueue_campaign(
                     actor, name=name, task=task, annotator_ids=picked, selection=selection,
                     questions=chosen, overlap=int(overlap), min_submissions=int(needed), guidelines=guidelines,
                     show_suggestions=show_suggestions, taxonomy_id=taxonomy.id if taxonomy else None)
             except (ValueError, PermissionDenied) as exc:
                 st.error(str(exc))
             else:
-                flash(f"Campaign created with {created.item_count} items.", scope="review")
+                flash(f"Queued: the worker creates the campaign and chooses its items (job {job_id}). "
+                      "It appears here when done; follow it on the Jobs page.", scope="review")
                 st.rerun()
 
 

@@ -232,3 +232,24 @@ def test_the_top_label_issue_scores_become_a_campaign(admin):
         order.append(item.examples[0].id)
         save_answers(ann, item.item_id, {"emotions": ["joy"]}, submit=True)
     assert order == [ids[1], ids[3], ids[2]]  # most suspicious first
+
+
+def test_the_worker_creates_a_large_campaign(admin):
+    from core import jobs, worker
+    from core.review.campaigns import enqueue_campaign
+    from db.models import JobStatus
+
+    (ann,) = annotators(admin, "job")
+    _examples(3)
+    create_campaign(admin, name="now", task="verification", annotator_ids=[ann.id])
+    with pytest.raises(ValueError, match="exists already"):  # checked at once, not in the worker
+        enqueue_campaign(admin, name="now", task="verification", annotator_ids=[ann.id])
+    job_id = enqueue_campaign(admin, name="by the worker", task="verification", annotator_ids=[ann.id],
+                              selection=Selection(per_emotion=2, seed=1))
+    assert [c.name for c in list_campaigns(admin)] == ["now"]
+    assert worker.serve(once=True, worker_id="review-worker") == 1
+    job = jobs.get_job(admin, job_id)
+    assert job.status == JobStatus.succeeded, job.error
+    campaign = next(c for c in list_campaigns(admin) if c.name == "by the worker")
+    assert (job.result["campaign_id"], job.result["items"]) == (campaign.id, campaign.item_count)
+    assert campaign.item_count == 2 * len(EMOTIONS) and campaign.selection["per_emotion"] == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
+from core import worker
 from core.review.campaigns import create_campaign, list_campaigns
 from core.review.queue import next_item
 from core.review.selection import Selection
@@ -72,6 +73,8 @@ def test_an_admin_creates_a_campaign_and_reads_its_results(admin):
     next(b for b in at.button if b.label == "Create campaign").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
+    assert list_campaigns(admin) == []  # the worker chooses the items
+    assert worker.serve(once=True, worker_id="review-test") == 1
     (created,) = list_campaigns(admin)
     assert (created.name, created.item_count) == ("From the form", 3)
 

@@ -4,13 +4,14 @@ then has a queue of assignments. Annotators see only the campaigns they are in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from core import jobs
 from core.auth import Actor, PermissionDenied, require_admin, require_page
 from core.review.questions import TASKS, QuestionSpec, QuestionView, task_questions
 from core.review.selection import Selection, diversity_groups, pending_oot, select_example_ids
@@ -21,6 +22,7 @@ from db.session import read_session, write_session
 
 MAX_NAME_CHARS = 200
 INSERT_CHUNK = 5000
+CAMPAIGN_JOB = "review_campaign"
 
 
 @dataclass(frozen=True)
@@ -102,58 +104,119 @@ def _item_payloads(session: Session, task: str, selection: Selection, taxonomy_i
     return [{"example_id": i, "payload": {}} for i in ids]
 
 
-def create_campaign(
-    actor: Actor | None,
-    *,
-    name: str,
-    task: str,
-    annotator_ids: list[int],
-    selection: Selection | None = None,
-    questions: list[QuestionSpec] | None = None,
-    overlap: int = 1,
-    min_submissions: int | None = None,
-    guidelines: str = "",
-    show_suggestions: bool = True,
-    taxonomy_id: int | None = None,
-) -> CampaignView:
-    """Create a campaign with its items and each annotator's assignments, in one transaction."""
+@dataclass(frozen=True)
+class CampaignSpec:
+    """Everything an admin chooses for a campaign; plain data, so a job payload can carry it."""
+
+    name: str
+    task: str
+    annotator_ids: list[int]
+    selection: Selection = field(default_factory=Selection)
+    questions: list[QuestionSpec] | None = None  # None: the task's default questions
+    overlap: int = 1
+    min_submissions: int | None = None  # None: every annotator of an item (the overlap)
+    guidelines: str = ""
+    show_suggestions: bool = True
+    taxonomy_id: int | None = None
+
+    def checked(self) -> "CampaignSpec":
+        """The spec with a clean name and its questions filled in, or ValueError."""
+        name = self.name.strip()
+        if not name or len(name) > MAX_NAME_CHARS:
+            raise ValueError(f"A campaign name is 1 to {MAX_NAME_CHARS} characters.")
+        if self.task not in TASKS:
+            raise ValueError(f"Unknown review task {self.task!r}.")
+        questions = task_questions(self.task) if self.questions is None else list(self.questions)
+        if not questions:
+            raise ValueError("A campaign needs at least one question.")
+        if len({q.name for q in questions}) != len(questions):
+            raise ValueError("Two questions have the same name.")
+        min_submissions = self.overlap if self.min_submissions is None else self.min_submissions
+        return replace(self, name=name, questions=questions, min_submissions=min_submissions)
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "CampaignSpec":
+        questions = payload.get("questions")
+        return cls(**{**payload, "selection": Selection(**payload.get("selection", {})),
+                      "questions": None if questions is None else [QuestionSpec(**q) for q in questions]})
+
+
+def create_campaign(actor: Actor | None, **fields: Any) -> CampaignView:
+    """Create a campaign now (fields of CampaignSpec), with its items and each annotator's assignments.
+
+    For large selections (a stratified sample over the whole data set) use enqueue_campaign.
+    """
     require_admin(actor)
-    name = name.strip()
-    if not name or len(name) > MAX_NAME_CHARS:
-        raise ValueError(f"A campaign name is 1 to {MAX_NAME_CHARS} characters.")
-    if task not in TASKS:
-        raise ValueError(f"Unknown review task {task!r}.")
-    questions = task_questions(task) if questions is None else list(questions)
-    if not questions:
-        raise ValueError("A campaign needs at least one question.")
-    if len({q.name for q in questions}) != len(questions):
-        raise ValueError("Two questions have the same name.")
-    selection = selection or Selection()
+    spec = CampaignSpec(**fields).checked()
     with write_session() as session:
-        if session.scalar(select(Campaign.id).where(Campaign.name == name)) is not None:
-            raise ValueError(f"A campaign named {name!r} exists already.")
-        annotators = _check_annotators(session, annotator_ids)
-        min_submissions = overlap if min_submissions is None else min_submissions
-        _check_numbers(overlap, min_submissions, len(annotators))
-        taxonomy_id = taxonomy_id or _default_taxonomy_id(session)
-        items = _item_payloads(session, task, selection, taxonomy_id)
-        if not items:
-            raise ValueError("The selection has no items: nothing to review.")
-        campaign = Campaign(
-            name=name, task=task, guidelines=guidelines, overlap=overlap, min_submissions=min_submissions,
-            show_suggestions=show_suggestions, taxonomy_id=taxonomy_id, selection=selection.describe(),
-            created_by_id=actor.id,
-        )
-        session.add(campaign)
-        session.flush()
-        for position, spec in enumerate(questions):
-            session.add(Question(campaign_id=campaign.id, name=spec.name, title=spec.title, kind=spec.kind,
-                                 options=dict(spec.options), position=position))
-        for user_id in annotators:
-            session.add(CampaignAnnotator(campaign_id=campaign.id, user_id=user_id))
-        session.flush()
-        _insert_items(session, campaign.id, items, annotators, overlap)
-        return _view(session, campaign)
+        return _view(session, _create(session, actor, spec))
+
+
+def enqueue_campaign(actor: Actor | None, **fields: Any) -> int:
+    """Check the campaign now (so the admin hears of a mistake at once); the worker creates it."""
+    require_admin(actor)
+    spec = CampaignSpec(**fields).checked()
+    with read_session() as session:
+        _check_new(session, spec)
+    return jobs.enqueue(actor, CAMPAIGN_JOB, {"spec": spec.to_payload(), "actor_id": actor.id},
+                        title=f"Create review campaign {spec.name}")
+
+
+def _check_new(session: Session, spec: CampaignSpec) -> list[int]:
+    if session.scalar(select(Campaign.id).where(Campaign.name == spec.name)) is not None:
+        raise ValueError(f"A campaign named {spec.name!r} exists already.")
+    annotators = _check_annotators(session, spec.annotator_ids)
+    _check_numbers(spec.overlap, spec.min_submissions, len(annotators))
+    return annotators
+
+
+def _create(session: Session, actor: Actor, spec: CampaignSpec) -> Campaign:
+    annotators = _check_new(session, spec)
+    taxonomy_id = spec.taxonomy_id or _default_taxonomy_id(session)
+    items = _item_payloads(session, spec.task, spec.selection, taxonomy_id)
+    if not items:
+        raise ValueError("The selection has no items: nothing to review.")
+    campaign = Campaign(
+        name=spec.name, task=spec.task, guidelines=spec.guidelines, overlap=spec.overlap,
+        min_submissions=spec.min_submissions, show_suggestions=spec.show_suggestions, taxonomy_id=taxonomy_id,
+        selection=spec.selection.describe(), created_by_id=actor.id,
+    )
+    session.add(campaign)
+    session.flush()
+    for position, question in enumerate(spec.questions):
+        session.add(Question(campaign_id=campaign.id, name=question.name, title=question.title, kind=question.kind,
+                             options=dict(question.options), position=position))
+    for user_id in annotators:
+        session.add(CampaignAnnotator(campaign_id=campaign.id, user_id=user_id))
+    session.flush()
+    _insert_items(session, campaign.id, items, annotators, spec.overlap)
+    return campaign
+
+
+@jobs.handler(CAMPAIGN_JOB)
+def run_campaign_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    """Choose the items and write the campaign in one batch: all of it commits, or none."""
+    if "campaign_id" in ctx.checkpoint:
+        return dict(ctx.checkpoint)
+    with read_session() as session:
+        user = session.get(User, ctx.payload["actor_id"])
+        actor = Actor(user.id, user.username, Role(user.role)) if user is not None and user.active else None
+    if actor is None or not actor.is_admin:
+        raise jobs.JobFailed("The admin who asked for this campaign is no longer an active admin.")
+    spec = CampaignSpec.from_payload(ctx.payload["spec"])
+    ctx.set_total(1, note="choosing the items")
+    try:
+        with ctx.batch() as session:
+            campaign = _create(session, actor, spec)
+            items = session.scalar(select(func.count()).where(CampaignItem.campaign_id == campaign.id))
+            result = {"campaign_id": campaign.id, "items": int(items)}
+            ctx.advance(session, 1, checkpoint=result, note=f"{result['items']} items")
+    except ValueError as exc:
+        raise jobs.JobFailed(str(exc)) from exc
+    return result
 
 
 def _insert_items(session: Session, campaign_id: int, items: list[dict], annotators: list[int], overlap: int) -> None:

@@ -386,8 +386,9 @@ def results_view(campaign: campaigns.CampaignView) -> None:
 
     st.subheader("Export")
     left, right = st.columns(2)
-    left.download_button("Answers (CSV)", results.results_csv(actor, campaign.id), file_name=f"review-{campaign.id}.csv",
-                         mime="text/csv", key="rv_csv_answers")
+    # A callable: the CSV of every answer is written only when someone clicks.
+    left.download_button("Answers (CSV)", lambda: results.results_csv(actor, campaign.id),
+                         file_name=f"review-{campaign.id}.csv", mime="text/csv", key="rv_csv_answers")
     right.download_button("Agreement (CSV)", results.agreement_csv(report), mime="text/csv",
                           file_name=f"review-{campaign.id}-agreement.csv", key="rv_csv_agreement")
     if campaign.task == "oot":

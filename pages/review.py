@@ -107,7 +107,11 @@ def submit(campaign_id: int, item_id: int, names: list[str]) -> None:
 
 def skip(campaign_id: int, item_id: int, names: list[str]) -> None:
     save(item_id, names, submit=False)
-    responses.skip_item(actor, item_id)
+    try:
+        responses.skip_item(actor, item_id)
+    except (PermissionDenied, ValueError) as exc:
+        st.session_state[ERROR_KEY] = str(exc)
+        return
     st.session_state.pop(current_key(campaign_id), None)
 
 

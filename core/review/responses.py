@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from core.auth import Actor, PermissionDenied
 from core.review.campaigns import campaign_for, load_questions
@@ -43,10 +44,14 @@ def save_answers(actor: Actor | None, item_id: int, answers: dict[str, Any], *, 
                  seconds: float = 0.0, versions: dict[str, int] | None = None) -> SaveResult:
     """Save the actor's answers to one item: a draft, or (submit=True) their submission."""
     try:
-        return _save(actor, item_id, answers, submit, seconds, versions)
-    except IntegrityError:
-        # Another tab of the same annotator inserted the same answer first: read it and retry once.
-        return _save(actor, item_id, answers, submit, seconds, versions)
+        try:
+            return _save(actor, item_id, answers, submit, seconds, versions)
+        except IntegrityError:
+            # Another tab of the same annotator inserted the same answer first: read it and retry once.
+            return _save(actor, item_id, answers, submit, seconds, versions)
+    except StaleDataError as exc:
+        # The version checked at UPDATE time moved on: another tab saved between our read and write.
+        raise ConflictError("This answer was changed in another window; reload the item.") from exc
 
 
 def _assignment(session: Session, actor: Actor, item_id: int) -> ItemAssignment:

@@ -3,6 +3,7 @@ campaign with the keyboard; generated text stays text; an annotator is refused o
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,12 +21,12 @@ EVE = ("eve", "eve-pass-1234")
 def submitted_counts(home) -> list[tuple[int, str]]:
     env = dict(os.environ)
     env.update({"EMOFORGE_HOME": str(home), "DATABASE_URL": f"sqlite:///{home / 'emoforge.db'}"})
-    script = ("from sqlalchemy import select\nfrom db.session import read_session\n"
+    script = ("import json\nfrom sqlalchemy import select\nfrom db.session import read_session\n"
               "from db.models import CampaignItem\nwith read_session() as s:\n"
-              "    print(s.execute(select(CampaignItem.submitted_count, CampaignItem.status)"
-              ".order_by(CampaignItem.position)).all())")
+              "    print(json.dumps([list(r) for r in s.execute(select(CampaignItem.submitted_count, "
+              "CampaignItem.status).order_by(CampaignItem.position))]))")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    return eval(out.stdout)  # noqa: S307 - our own repr of ints and strings
+    return [tuple(row) for row in json.loads(out.stdout)]
 
 
 def open_queue(browser, base: str, user: tuple[str, str]):

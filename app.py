@@ -90,5 +90,8 @@ else:
         st.warning(f"Page not found: the {requested} page is not open to the {actor.role.value} role.")
     elif requested and requested != page.url_path:
         # The address was lost on the way to the login (a typed URL on a fresh server): go there now.
-        st.switch_page(next(p for pages in sections.values() for p in pages if p.url_path == requested))
+        # The role's first page is the default one, whose url_path reads "": it is already open.
+        target = next((p for pages in sections.values() for p in pages if p.url_path == requested), None)
+        if target is not None:
+            st.switch_page(target)
 page.run()

@@ -26,7 +26,7 @@ from db.session import write_session
 log = logging.getLogger("emoforge.worker")
 
 # Modules whose import registers job handlers (`@jobs.handler("kind")`).
-HANDLER_MODULES = ["core.corpus", "core.llm.jobs", "core.pipeline.run", "core.pipeline.annotate"]
+HANDLER_MODULES = ["core.corpus", "core.llm.jobs", "core.pipeline.run", "core.pipeline.annotate", "core.review.campaigns"]
 
 
 class WorkerStopping(Exception):

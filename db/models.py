@@ -399,12 +399,21 @@ class CampaignItem(Base):
 
 
 class ItemAssignment(Base):
+    """One annotator's turn on one item. campaign_id and position repeat the item's so that an
+    annotator's next item is one index seek (campaign, user, status, position), however far along."""
+
     __tablename__ = "item_assignments"
-    __table_args__ = (UniqueConstraint("item_id", "user_id"),)
+    __table_args__ = (
+        UniqueConstraint("item_id", "user_id"),
+        Index("ix_item_assignments_queue", "campaign_id", "user_id", "status", "position"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="assigned")  # assigned | submitted | skipped
+    submitted_at: Mapped[Optional[datetime]]
 
 
 class ResponseStatus(str, enum.Enum):

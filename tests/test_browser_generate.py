@@ -25,9 +25,14 @@ def test_admin_plans_launches_and_follows_a_run_to_its_examples(tmp_path):
         page.get_by_text(re.compile(r"11 LLM calls")).wait_for()  # 1 + 5 stages x 2 utterances
         page.get_by_role("button", name="Launch").click()
         page.get_by_text(re.compile(r"Run #1 queued")).wait_for()
-        page.get_by_role("tab", name="Runs").click()
+        page.get_by_role("tab", name="Runs", exact=True).click()
         # the worker loads vLLM and runs the six stages; the stage table refreshes itself
-        page.get_by_text("Status: succeeded").wait_for(timeout=480_000)
+        try:
+            page.get_by_text("Status: succeeded").wait_for(timeout=600_000)
+        except Exception:
+            log = (tmp_path / "home" / "worker.log").read_text(errors="replace")[-3000:]
+            status = page.get_by_text(re.compile("^Status:")).all_inner_texts()
+            raise AssertionError(f"run did not succeed; page says {status}; worker log ends:\n{log}") from None
         page.get_by_role("radio", name="Contextual").check(force=True)
         grid = page.locator("[data-testid=stDataFrame]").last
         grid.wait_for()

@@ -44,6 +44,10 @@ def prepare_home(home: Path) -> dict[str, str]:
 def served_app(home: Path, with_worker: bool = False):
     """Yield the base URL of a running app on a fresh database (and a worker); stop them afterwards."""
     env = prepare_home(home)
+    if with_worker:  # the default teacher, converted once for the whole test run (not per home)
+        from tests.llm_support import teacher_dir
+
+        env["EMOFORGE_TEACHER_DIR"] = teacher_dir()
     worker_log = (home / "worker.log").open("wb") if with_worker else None
     worker = subprocess.Popen([sys.executable, "-m", "core.worker"], cwd=ROOT, env=env, stdout=worker_log,
                               stderr=subprocess.STDOUT) if with_worker else None

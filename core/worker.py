@@ -26,7 +26,8 @@ from db.session import write_session
 log = logging.getLogger("emoforge.worker")
 
 # Modules whose import registers job handlers (`@jobs.handler("kind")`).
-HANDLER_MODULES = ["core.corpus", "core.llm.jobs"]
+HANDLER_MODULES = ["core.corpus", "core.llm.jobs", "core.curate.signals", "core.datasets.importing",
+                   "core.datasets.export"]
 
 
 class WorkerStopping(Exception):

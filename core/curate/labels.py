@@ -1,0 +1,98 @@
+"""The CURRENT labels of examples: the one place that decides them.
+
+An example's labels are those of its last relabel decision that was not undone; without one,
+the teacher's (or an import's gold) suggestions that reach the presence threshold. Soft scores
+are the highest score per label over all agents; a relabel sets its labels to 1.0 and every other
+label to 0.0 (a person said so). Everything is read in chunks of ids, so a call for 400,000
+examples makes a few hundred queries, not one per example.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import CurationDecision, Label, Setting, Suggestion
+from db.session import read_session
+
+THRESHOLD_KEY = "labels.threshold"  # the same setting core.labels (the pipeline) edits
+DEFAULT_THRESHOLD = 0.3
+CHUNK = 900  # ids per IN (...): under SQLite's and PostgreSQL's parameter limits
+
+
+@dataclass(frozen=True)
+class CurrentLabels:
+    labels: tuple[str, ...]
+    scores: dict[str, float] = field(default_factory=dict)
+    relabelled: bool = False
+
+
+def threshold(session: Session | None = None) -> float:
+    """The presence threshold: the `labels.threshold` setting, 0.3 when nobody set it."""
+    if session is None:
+        with read_session() as own:
+            return threshold(own)
+    row = session.get(Setting, THRESHOLD_KEY)
+    return float(row.value) if row is not None and row.value is not None else DEFAULT_THRESHOLD
+
+
+def chunks(ids: Sequence[int], size: int = CHUNK):
+    for start in range(0, len(ids), size):
+        yield list(ids[start:start + size])
+
+
+def suggestion_scores(session: Session, example_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+    """example id -> {label name: highest score over all agents} (suggestions mapped onto a label)."""
+    scores: dict[int, dict[str, float]] = defaultdict(dict)
+    for part in chunks(example_ids):
+        query = (
+            select(Suggestion.example_id, Label.name, func.max(Suggestion.score))
+            .join(Label, Label.id == Suggestion.label_id)
+            .where(Suggestion.example_id.in_(part))
+            .group_by(Suggestion.example_id, Label.name)
+        )
+        for example_id, name, score in session.execute(query).tuples():
+            scores[example_id][name] = float(score)
+    return scores
+
+
+def latest_relabels(session: Session, example_ids: Sequence[int]) -> dict[int, list[str]]:
+    """example id -> labels of its last relabel decision that was not undone."""
+    found: dict[int, list[str]] = {}
+    for part in chunks(example_ids):
+        latest = (
+            select(func.max(CurationDecision.id))
+            .where(CurationDecision.example_id.in_(part), CurationDecision.action == "relabel",
+                   CurationDecision.undone_at.is_(None))
+            .group_by(CurationDecision.example_id)
+        )
+        query = select(CurationDecision.example_id, CurationDecision.labels).where(CurationDecision.id.in_(latest))
+        for example_id, labels in session.execute(query).tuples():
+            found[example_id] = sorted(labels or [])
+    return found
+
+
+def current_labels(example_ids: Sequence[int], session: Session | None = None,
+                   at: float | None = None) -> dict[int, CurrentLabels]:
+    """example id -> its current labels and soft scores (every id given gets an entry)."""
+    if session is None:
+        with read_session() as own:
+            return current_labels(example_ids, own, at)
+    cut = threshold(session) if at is None else at
+    scores = suggestion_scores(session, example_ids)
+    relabels = latest_relabels(session, example_ids)
+    result: dict[int, CurrentLabels] = {}
+    for example_id in example_ids:
+        teacher = scores.get(example_id, {})
+        if example_id in relabels:
+            chosen = relabels[example_id]
+            soft = {name: 0.0 for name in teacher} | {name: 1.0 for name in chosen}
+            result[example_id] = CurrentLabels(tuple(chosen), soft, True)
+        else:
+            chosen = sorted(name for name, score in teacher.items() if score >= cut)
+            result[example_id] = CurrentLabels(tuple(chosen), dict(teacher), False)
+    return result

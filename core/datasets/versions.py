@@ -1,0 +1,214 @@
+"""Dataset versions: a frozen, hashed selection of examples with their labels and splits.
+
+Freezing reads the CURRENT labels (core.curate.labels) into DatasetMember.labels / .scores, so
+later curation never changes a version. The content hash covers every member's text, context,
+labels and split plus the taxonomy: freezing the same content twice gives back the same version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from core.auth import Actor, require_admin, require_page
+from core.curate import filters
+from core.curate.filters import CurationFilter
+from core.curate.labels import chunks, current_labels
+from core.curate.signals import EXACT, NEAR
+from core.datasets.splits import SPLITS, assign_splits, check_ratios, default_ratios
+from db.models import DatasetMember, DatasetVersion, Example, Label, Signal, Taxonomy, User
+from db.session import read_session, write_session
+
+EXCLUDED_BY_DEFAULT = ("rejected", "evaluation")
+INSERT_CHUNK = 5_000
+DEFAULT_SEED = 13
+
+
+class VersionError(ValueError):
+    """A version that cannot be frozen or found; the message says why."""
+
+
+@dataclass(frozen=True)
+class VersionView:
+    id: int
+    name: str
+    taxonomy: str
+    size: int
+    content_hash: str
+    is_evaluation_set: bool
+    split_counts: dict[str, int]
+    split_config: dict[str, Any]
+    selection: dict[str, Any]
+    created_by: str | None
+    created_at: datetime
+    existed: bool = False  # freeze() found an identical version
+
+
+@dataclass(frozen=True)
+class Member:
+    example_id: int
+    kind: str
+    text: str
+    context: str | None
+    story_id: int | None
+    parent_id: int | None
+    labels: tuple[str, ...]
+    scores: dict[str, float]
+
+
+def _selection(session: Session, selection: CurationFilter) -> list[int]:
+    if not selection.statuses:
+        statuses = set(session.scalars(select(Example.status).distinct())) - set(EXCLUDED_BY_DEFAULT)
+        selection = CurationFilter(**{**filters.as_dict(selection), "statuses": tuple(sorted(statuses))})
+    return filters.matching_ids(session, selection)
+
+
+def _taxonomy(session: Session, taxonomy_id: int | None, ids: list[int]) -> Taxonomy:
+    if taxonomy_id is None:
+        taxonomy_id = session.scalar(
+            select(Example.taxonomy_id).where(Example.id.in_(ids[:5000]), Example.taxonomy_id.is_not(None))
+            .group_by(Example.taxonomy_id).order_by(func.count().desc()).limit(1))
+    taxonomy = session.get(Taxonomy, taxonomy_id) if taxonomy_id is not None else None
+    if taxonomy is None:
+        taxonomy = session.scalar(select(Taxonomy).where(Taxonomy.name == "GoEmotions"))
+    if taxonomy is None:
+        raise VersionError("No taxonomy to freeze the labels against.")
+    return taxonomy
+
+
+def load_members(session: Session, ids: list[int], label_names: set[str]) -> list[Member]:
+    members = []
+    for part in chunks(ids, 20_000):
+        labels = current_labels(part, session)
+        rows = session.execute(select(Example.id, Example.kind, Example.text, Example.context, Example.story_id,
+                                      Example.parent_id).where(Example.id.in_(part)).order_by(Example.id)).tuples()
+        for i, kind, text, context, story_id, parent_id in rows:
+            current = labels[i]
+            members.append(Member(
+                i, getattr(kind, "value", kind), text, context, story_id, parent_id,
+                tuple(n for n in current.labels if n in label_names),
+                {n: round(s, 6) for n, s in current.scores.items() if n in label_names}))
+    return members
+
+
+def cluster_keys(session: Session, ids: list[int]) -> dict[int, list[tuple[str, int]]]:
+    """example id -> its duplicate-cluster keys (exact and near)."""
+    found: dict[int, list[tuple[str, int]]] = {}
+    for part in chunks(ids, 20_000):
+        for example_id, kind, value in session.execute(select(Signal.example_id, Signal.kind, Signal.value).where(
+                Signal.example_id.in_(part), Signal.kind.in_([EXACT, NEAR]))).tuples():
+            found.setdefault(example_id, []).append((kind, int(value)))
+    return found
+
+
+def grouping_keys(members: list[Member], clusters: dict[int, list[tuple[str, int]]]) -> list[list]:
+    """What ties examples together: the story, duplicate clusters, and a rewrite's parent."""
+    keys = []
+    for m in members:
+        k: list = [("example", m.example_id)]
+        if m.story_id is not None:
+            k.append(("story", m.story_id))
+        if m.parent_id is not None:
+            k.append(("example", m.parent_id))
+        k.extend(clusters.get(m.example_id, []))
+        keys.append(k)
+    return keys
+
+
+def content_hash(taxonomy: str, members: list[Member], splits: list[str]) -> str:
+    digest = hashlib.sha256(taxonomy.encode())
+    for m, split in zip(members, splits):
+        digest.update(json.dumps([m.example_id, m.text, m.context, list(m.labels), split],
+                                 ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = None, *,
+           taxonomy_id: int | None = None, ratios: dict[str, float] | None = None, seed: int = DEFAULT_SEED,
+           licence: str = "", description: str = "") -> VersionView:
+    """Freeze the examples matching `selection` (not rejected ones, unless asked) into a version."""
+    require_admin(actor)
+    name = " ".join((name or "").split())
+    if not name:
+        raise VersionError("A dataset version needs a name.")
+    selection = selection or CurationFilter()
+    with write_session() as session:
+        ids = _selection(session, selection)
+        if not ids:
+            raise VersionError("No example matches this selection: nothing to freeze.")
+        taxonomy = _taxonomy(session, taxonomy_id, ids)
+        label_names = set(session.scalars(select(Label.name).where(Label.taxonomy_id == taxonomy.id)))
+        members = load_members(session, ids, label_names)
+        kinds = {m.kind for m in members}
+        ratios = check_ratios(ratios or default_ratios(kinds))
+        splits = assign_splits([m.labels for m in members], grouping_keys(members, cluster_keys(session, ids)),
+                               ratios, seed)
+        digest = content_hash(taxonomy.name, members, splits)
+        existing = session.scalar(select(DatasetVersion.id).where(DatasetVersion.content_hash == digest))
+        if existing is not None:
+            return _view(session, session.get(DatasetVersion, existing), existed=True)
+        version = DatasetVersion(
+            name=name, taxonomy_id=taxonomy.id, selection=selection.to_dict(), content_hash=digest,
+            size=len(members), created_by_id=actor.id,
+            split_config={"ratios": ratios, "seed": seed, "grouping": ["story", "near_dup_cluster",
+                                                                        "exact_dup_cluster", "parent"],
+                          "stratification": "iterative (multi-label)", "licence": licence,
+                          "description": description, "kinds": sorted(kinds)})
+        session.add(version)
+        session.flush()
+        rows = [{"version_id": version.id, "example_id": m.example_id, "split": s, "labels": list(m.labels),
+                 "scores": m.scores} for m, s in zip(members, splits)]
+        for start in range(0, len(rows), INSERT_CHUNK):
+            session.execute(insert(DatasetMember), rows[start:start + INSERT_CHUNK])
+        return _view(session, version)
+
+
+def _view(session: Session, version: DatasetVersion, existed: bool = False) -> VersionView:
+    counts = dict(session.execute(select(DatasetMember.split, func.count()).where(
+        DatasetMember.version_id == version.id).group_by(DatasetMember.split)).tuples().all())
+    taxonomy = session.get(Taxonomy, version.taxonomy_id) if version.taxonomy_id else None
+    user = session.get(User, version.created_by_id) if version.created_by_id else None
+    return VersionView(version.id, version.name, taxonomy.name if taxonomy else "", version.size,
+                       version.content_hash or "", version.is_evaluation_set,
+                       {s: int(counts.get(s, 0)) for s in SPLITS}, dict(version.split_config or {}),
+                       dict(version.selection or {}), user.username if user else None, version.created_at, existed)
+
+
+def list_versions(actor: Actor | None) -> list[VersionView]:
+    require_page(actor, "export")
+    with read_session() as session:
+        versions = session.scalars(select(DatasetVersion).order_by(DatasetVersion.id.desc())).all()
+        return [_view(session, v) for v in versions]
+
+
+def get_version(actor: Actor | None, version_id: int) -> VersionView:
+    require_page(actor, "export")
+    with read_session() as session:
+        version = session.get(DatasetVersion, version_id)
+        if version is None:
+            raise VersionError(f"No dataset version with id {version_id}.")
+        return _view(session, version)
+
+
+def label_split_counts(version_id: int) -> dict[str, Counter]:
+    """split -> Counter of labels (from the frozen members)."""
+    out: dict[str, Counter] = {s: Counter() for s in SPLITS}
+    with read_session() as session:
+        for split, labels in session.execute(select(DatasetMember.split, DatasetMember.labels).where(
+                DatasetMember.version_id == version_id)).tuples():
+            out.setdefault(split, Counter()).update(labels or [])
+    return out
+
+
+def delete_version(actor: Actor | None, version_id: int) -> None:
+    require_admin(actor)
+    with write_session() as session:
+        if session.execute(delete(DatasetVersion).where(DatasetVersion.id == version_id)).rowcount != 1:
+            raise VersionError(f"No dataset version with id {version_id}.")

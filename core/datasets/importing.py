@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session, aliased
 
 from core import jobs
 from core.auth import Actor, require_admin
-from core.curate.signals import normalise_text
 from core.datasets.readers import ImportFileError, LabelledRecord, parse_labelled_file
 from core.taxonomy import normalise_label
 from db.models import (
@@ -136,12 +135,17 @@ def _store(session: Session, user_id: int | None, records: list[LabelledRecord],
                                 dict(unknown), version_id)
 
 
+def _key(text: str) -> str:
+    """Same text whatever the spacing and case (punctuation counts: 'Wow' and 'Wow!' differ)."""
+    return " ".join(text.lower().split())
+
+
 def _new_records(session: Session, records: list[LabelledRecord], source: str) -> tuple[list[LabelledRecord], int]:
-    seen = {normalise_text(t) + "\x00" + normalise_text(c or "") for t, c in session.execute(
+    seen = {_key(t) + "\x00" + _key(c or "") for t, c in session.execute(
         select(Example.text, Example.context).where(Example.source == source)).tuples()}
     fresh = []
     for record in records:
-        key = normalise_text(record.text) + "\x00" + normalise_text(record.context or "")
+        key = _key(record.text) + "\x00" + _key(record.context or "")
         if key not in seen:
             seen.add(key)
             fresh.append(record)

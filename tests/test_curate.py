@@ -282,3 +282,18 @@ def test_signals_job_runs_in_the_worker(admin, corpus):
     assert ids_of(admin, CurationFilter(agreement_min=1.0)) == [corpus["joy"]]
     with pytest.raises(ValueError):
         signals.enqueue_signals(admin, ("astrology",))
+
+
+def test_range_scan_for_many_examples_gives_the_same_labels(admin, monkeypatch):
+    from core.curate import labels as labels_module
+
+    ids = [add_example(f"n{i}", {"joy": 0.1 * i, "fear": 0.5} if i % 2 else {"anger": 0.31}) for i in range(12)]
+    actions.decide(admin, "relabel", example_ids=ids[3:5], labels=["love"])
+    undone = actions.decide(admin, "relabel", example_ids=[ids[3]], labels=["grief"])
+    actions.undo(admin, undone.batch_id)
+    asked = ids[1:11:2] + ids[2:6]  # a sparse, unordered selection
+    by_in_lists = current_labels(asked)
+    monkeypatch.setattr(labels_module, "CHUNK", 1)  # anything over 4 ids: range scans
+    monkeypatch.setattr(labels_module, "WINDOW", 3)
+    by_ranges = current_labels(asked)
+    assert by_ranges == by_in_lists and by_ranges[ids[3]].labels == ("love",)

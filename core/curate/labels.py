@@ -76,6 +76,43 @@ def latest_relabels(session: Session, example_ids: Sequence[int]) -> dict[int, l
     return found
 
 
+WINDOW = 50_000  # ids per range scan when many examples are asked for
+
+
+def id_windows(ids: Sequence[int], size: int | None = None):
+    """(lowest, highest, the ids) of consecutive slices of the sorted ids: for range scans."""
+    size = size or WINDOW
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), size):
+        part = ordered[start:start + size]
+        yield part[0], part[-1], part
+
+
+def _scores_by_range(session: Session, example_ids: Sequence[int]) -> tuple[dict, dict]:
+    """Many examples: scan suggestions and relabels by id range (an index range scan, no IN list)."""
+    names = dict(session.execute(select(Label.id, Label.name)).tuples().all())
+    wanted = set(example_ids)
+    scores: dict[int, dict[str, float]] = defaultdict(dict)
+    relabels: dict[int, tuple[int, list[str]]] = {}
+    conn = session.connection()
+    for low, high, _ in id_windows(example_ids):
+        rows = conn.execute(select(Suggestion.example_id, Suggestion.label_id, Suggestion.score).where(
+            Suggestion.example_id.between(low, high), Suggestion.label_id.is_not(None)))
+        for example_id, label_id, score in rows:
+            if example_id in wanted:
+                held = scores[example_id]
+                name = names[label_id]
+                if score > held.get(name, -1.0):
+                    held[name] = float(score)
+        for example_id, decision_id, labels in conn.execute(
+                select(CurationDecision.example_id, CurationDecision.id, CurationDecision.labels).where(
+                    CurationDecision.example_id.between(low, high), CurationDecision.action == "relabel",
+                    CurationDecision.undone_at.is_(None))):
+            if example_id in wanted and decision_id > relabels.get(example_id, (-1, []))[0]:
+                relabels[example_id] = (decision_id, sorted(labels or []))
+    return scores, {e: labels for e, (_, labels) in relabels.items()}
+
+
 def current_labels(example_ids: Sequence[int], session: Session | None = None,
                    at: float | None = None) -> dict[int, CurrentLabels]:
     """example id -> its current labels and soft scores (every id given gets an entry)."""
@@ -83,8 +120,10 @@ def current_labels(example_ids: Sequence[int], session: Session | None = None,
         with read_session() as own:
             return current_labels(example_ids, own, at)
     cut = threshold(session) if at is None else at
-    scores = suggestion_scores(session, example_ids)
-    relabels = latest_relabels(session, example_ids)
+    if len(example_ids) > 4 * CHUNK:
+        scores, relabels = _scores_by_range(session, example_ids)
+    else:
+        scores, relabels = suggestion_scores(session, example_ids), latest_relabels(session, example_ids)
     result: dict[int, CurrentLabels] = {}
     for example_id in example_ids:
         teacher = scores.get(example_id, {})

@@ -8,12 +8,11 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from core.curate.labels import chunks
 from core.datasets.splits import SPLITS
 from db.models import (
-    CampaignItem, DatasetVersion, Example, GenerationRun, Label, PromptTemplate, Question, Response,
+    CampaignItem, DatasetMember, DatasetVersion, Example, GenerationRun, Label, PromptTemplate, Question, Response,
     ResponseStatus, Taxonomy, User,
 )
 from db.session import read_session
@@ -32,24 +31,24 @@ def _size_category(n: int) -> str:
     return "n>1M"
 
 
-def review_statistics(session, example_ids: list[int], label_names: list[str]) -> dict:
-    """Submitted responses about these examples: counts, mean ratings, agreement on verification labels."""
+def review_statistics(session, version_id: int, label_names: list[str]) -> dict:
+    """Submitted responses about the version's examples: counts, mean ratings, agreement on labels."""
     ratings: dict[str, list[float]] = defaultdict(list)
     verdicts: dict[int, dict[int, set[str]]] = defaultdict(dict)  # example -> user -> labels
     responses, reviewers, reviewed = 0, set(), set()
-    for part in chunks(example_ids, 5_000):
-        query = (select(CampaignItem.example_id, Response.user_id, Question.kind, Question.name, Response.value)
-                 .join(Response, Response.item_id == CampaignItem.id)
-                 .join(Question, Question.id == Response.question_id)
-                 .where(CampaignItem.example_id.in_(part), Response.status == ResponseStatus.submitted))
-        for example_id, user_id, kind, qname, value in session.execute(query).tuples():
-            responses += 1
-            reviewers.add(user_id)
-            reviewed.add(example_id)
-            if kind == "rating" and isinstance(value, (int, float)):
-                ratings[qname].append(float(value))
-            elif kind == "multi_label" and isinstance(value, list):
-                verdicts[example_id][user_id] = {str(v) for v in value}
+    query = (select(CampaignItem.example_id, Response.user_id, Question.kind, Question.name, Response.value)
+             .join(DatasetMember, DatasetMember.example_id == CampaignItem.example_id)
+             .join(Response, Response.item_id == CampaignItem.id)
+             .join(Question, Question.id == Response.question_id)
+             .where(DatasetMember.version_id == version_id, Response.status == ResponseStatus.submitted))
+    for example_id, user_id, kind, qname, value in session.execute(query).tuples():
+        responses += 1
+        reviewers.add(user_id)
+        reviewed.add(example_id)
+        if kind == "rating" and isinstance(value, (int, float)):
+            ratings[qname].append(float(value))
+        elif kind == "multi_label" and isinstance(value, list):
+            verdicts[example_id][user_id] = {str(v) for v in value}
     stats = {"submitted_responses": responses, "reviewers": len(reviewers), "reviewed_examples": len(reviewed),
              "mean_ratings": {q: round(float(np.mean(v)), 3) for q, v in sorted(ratings.items())}}
     stats.update(_agreement(verdicts, label_names))
@@ -79,25 +78,24 @@ def _agreement(verdicts: dict[int, dict[int, set[str]]], label_names: list[str])
             "mean_pairwise_jaccard": round(float(np.mean(jaccards)), 4)}
 
 
-def generation_settings(session, example_ids: list[int]) -> tuple[list[dict], Counter, dict[str, str]]:
-    """(the generation runs, template stage/version counts, imported source -> licence)."""
-    run_ids, templates, sources = Counter(), Counter(), {}
-    for part in chunks(example_ids, 5_000):
-        for run_id, template_id, kind, source, meta in session.execute(
-                select(Example.run_id, Example.template_id, Example.kind, Example.source, Example.meta)
-                .where(Example.id.in_(part))).tuples():
-            if run_id is not None:
-                run_ids[run_id] += 1
-            if template_id is not None:
-                templates[template_id] += 1
-            if getattr(kind, "value", kind) == "imported":
-                sources.setdefault(source, (meta or {}).get("licence", "") or "not given")
+def generation_settings(session, version_id: int) -> tuple[list[dict], Counter, dict[str, str]]:
+    """(the generation runs, template stage/version counts, imported source -> licence), by SQL aggregates."""
+    member = DatasetMember.version_id == version_id
+    joined = select(Example).join(DatasetMember, DatasetMember.example_id == Example.id).where(member).subquery()
+    run_counts = dict(session.execute(select(joined.c.run_id, func.count()).where(joined.c.run_id.is_not(None))
+                                      .group_by(joined.c.run_id)).tuples().all())
+    template_counts = dict(session.execute(select(joined.c.template_id, func.count()).where(
+        joined.c.template_id.is_not(None)).group_by(joined.c.template_id)).tuples().all())
+    first_of_source = (select(func.min(joined.c.id)).where(joined.c.kind == "imported")
+                       .group_by(joined.c.source))
+    sources = {source: (meta or {}).get("licence", "") or "not given" for source, meta in session.execute(
+        select(Example.source, Example.meta).where(Example.id.in_(first_of_source))).tuples()}
     runs = [{"id": r.id, "name": r.name, "engine": r.engine, "model": r.model, "sampling": r.sampling,
-             "config": r.config, "template_versions": r.template_versions, "examples": run_ids[r.id]}
-            for r in session.scalars(select(GenerationRun).where(GenerationRun.id.in_(list(run_ids))))]
+             "config": r.config, "template_versions": r.template_versions, "examples": run_counts[r.id]}
+            for r in session.scalars(select(GenerationRun).where(GenerationRun.id.in_(list(run_counts))))]
     versions = Counter()
-    for t in session.scalars(select(PromptTemplate).where(PromptTemplate.id.in_(list(templates)))):
-        versions[f"{t.stage} v{t.version}"] += templates[t.id]
+    for t in session.scalars(select(PromptTemplate).where(PromptTemplate.id.in_(list(template_counts)))):
+        versions[f"{t.stage} v{t.version}"] += template_counts[t.id]
     return runs, versions, sources
 
 
@@ -108,9 +106,8 @@ def dataset_card(version_id: int, frame: pd.DataFrame, files: dict[str, list[str
         labels = list(session.execute(select(Label.name, Label.description).where(
             Label.taxonomy_id == version.taxonomy_id).order_by(Label.position)).tuples())
         creator = session.scalar(select(User.username).where(User.id == version.created_by_id))
-        ids = frame["id"].tolist()
-        runs, templates, sources = generation_settings(session, ids)
-        review = review_statistics(session, ids, [n for n, _ in labels])
+        runs, templates, sources = generation_settings(session, version_id)
+        review = review_statistics(session, version_id, [n for n, _ in labels])
     config = dict(version.split_config or {})
     licence = config.get("licence") or (", ".join(sorted(set(sources.values()))) if sources else "") or "unspecified"
     split_counts = Counter(frame["split"])

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from core.auth import Actor, require_admin, require_page
 from core.curate import filters
 from core.curate.filters import CurationFilter
-from core.curate.labels import chunks, current_labels
+from core.curate.labels import current_labels, id_windows
 from core.curate.signals import EXACT, NEAR
 from core.datasets.splits import SPLITS, assign_splits, check_ratios, default_ratios
 from db.models import DatasetMember, DatasetVersion, Example, Label, Signal, Taxonomy, User
@@ -84,12 +84,17 @@ def _taxonomy(session: Session, taxonomy_id: int | None, ids: list[int]) -> Taxo
 
 
 def load_members(session: Session, ids: list[int], label_names: set[str]) -> list[Member]:
+    """The examples with their current labels (restricted to the taxonomy), in id order."""
+    labels = current_labels(ids, session)
+    wanted = set(ids)
+    conn = session.connection()
     members = []
-    for part in chunks(ids, 20_000):
-        labels = current_labels(part, session)
-        rows = session.execute(select(Example.id, Example.kind, Example.text, Example.context, Example.story_id,
-                                      Example.parent_id).where(Example.id.in_(part)).order_by(Example.id)).tuples()
+    for low, high, _ in id_windows(ids):
+        rows = conn.execute(select(Example.id, Example.kind, Example.text, Example.context, Example.story_id,
+                                   Example.parent_id).where(Example.id.between(low, high)).order_by(Example.id))
         for i, kind, text, context, story_id, parent_id in rows:
+            if i not in wanted:
+                continue
             current = labels[i]
             members.append(Member(
                 i, getattr(kind, "value", kind), text, context, story_id, parent_id,
@@ -101,10 +106,13 @@ def load_members(session: Session, ids: list[int], label_names: set[str]) -> lis
 def cluster_keys(session: Session, ids: list[int]) -> dict[int, list[tuple[str, int]]]:
     """example id -> its duplicate-cluster keys (exact and near)."""
     found: dict[int, list[tuple[str, int]]] = {}
-    for part in chunks(ids, 20_000):
-        for example_id, kind, value in session.execute(select(Signal.example_id, Signal.kind, Signal.value).where(
-                Signal.example_id.in_(part), Signal.kind.in_([EXACT, NEAR]))).tuples():
-            found.setdefault(example_id, []).append((kind, int(value)))
+    wanted = set(ids)
+    conn = session.connection()
+    for low, high, _ in id_windows(ids):
+        for example_id, kind, value in conn.execute(select(Signal.example_id, Signal.kind, Signal.value).where(
+                Signal.example_id.between(low, high), Signal.kind.in_([EXACT, NEAR]))):
+            if example_id in wanted:
+                found.setdefault(example_id, []).append((kind, int(value)))
     return found
 
 
@@ -125,9 +133,29 @@ def grouping_keys(members: list[Member], clusters: dict[int, list[tuple[str, int
 def content_hash(taxonomy: str, members: list[Member], splits: list[str]) -> str:
     digest = hashlib.sha256(taxonomy.encode())
     for m, split in zip(members, splits):
-        digest.update(json.dumps([m.example_id, m.text, m.context, list(m.labels), split],
-                                 ensure_ascii=False).encode())
+        # Unit and record separators keep fields apart (they do not occur in normalised labels).
+        digest.update(f"{m.example_id}\x1f{m.text}\x1f{m.context}\x1f{','.join(m.labels)}\x1f{split}\x1e"
+                      .encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def insert_members(session: Session, version_id: int, members: list[Member], splits: list[str]) -> None:
+    """Many rows at once: JSON serialised here (label lists repeat, so each is serialised once)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    as_json = "CAST({} AS JSON)" if postgres else "{}"
+    statement = text(
+        "INSERT INTO dataset_members (version_id, example_id, split, labels, scores) "
+        f"VALUES (:version_id, :example_id, :split, {as_json.format(':labels')}, {as_json.format(':scores')})")
+    dumped: dict[tuple[str, ...], str] = {}
+    rows = []
+    for m, split in zip(members, splits):
+        labels = dumped.get(m.labels)
+        if labels is None:
+            labels = dumped[m.labels] = json.dumps(list(m.labels))
+        rows.append({"version_id": version_id, "example_id": m.example_id, "split": split, "labels": labels,
+                     "scores": json.dumps(m.scores)})
+    for start in range(0, len(rows), INSERT_CHUNK):
+        session.execute(statement, rows[start:start + INSERT_CHUNK])
 
 
 def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = None, *,
@@ -163,10 +191,7 @@ def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = No
                           "description": description, "kinds": sorted(kinds)})
         session.add(version)
         session.flush()
-        rows = [{"version_id": version.id, "example_id": m.example_id, "split": s, "labels": list(m.labels),
-                 "scores": m.scores} for m, s in zip(members, splits)]
-        for start in range(0, len(rows), INSERT_CHUNK):
-            session.execute(insert(DatasetMember), rows[start:start + INSERT_CHUNK])
+        insert_members(session, version.id, members, splits)
         return _view(session, version)
 
 

@@ -195,7 +195,7 @@ def test_exact_duplicates_ignore_case_spacing_and_punctuation():
     assert clusters == {5: 5, 6: 5, 7: 7, 8: 7}
 
 
-@pytest.mark.parametrize("flat_limit", [20_000, 100])  # exact index, then the inverted-file index
+@pytest.mark.parametrize("flat_limit", [10_000, 100])  # exact index, then the inverted-file index
 def test_near_duplicate_clusters_from_embeddings(monkeypatch, flat_limit):
     monkeypatch.setattr(signals, "FLAT_INDEX_LIMIT", flat_limit)
     rng = np.random.default_rng(0)

@@ -34,7 +34,7 @@ AGREEMENT = "review_agreement"
 TEACHER_AGREEMENT = "review_teacher_agreement"
 DEFAULT_NEAR_THRESHOLD = 0.92
 DEFAULT_NEIGHBOURS = 10
-FLAT_INDEX_LIMIT = 20_000  # below this an exact index is fast enough
+FLAT_INDEX_LIMIT = 10_000  # below this an exact index is fast enough
 INSERT_CHUNK = 5_000
 
 _WORDS = re.compile(r"[^\w\s]+")
@@ -88,11 +88,11 @@ def _index(x: np.ndarray, dim: int, seed: int):
     if n <= FLAT_INDEX_LIMIT:
         index = faiss.IndexFlatIP(dim)
     else:
-        nlist = int(4 * np.sqrt(n))
+        nlist = int(np.sqrt(n))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         sample = np.random.default_rng(seed).choice(n, size=min(n, nlist * 40), replace=False)
         index.train(x[sample])
-        index.nprobe = 8
+        index.nprobe = 6
     index.add(x)
     return index
 

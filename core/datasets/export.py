@@ -29,7 +29,6 @@ from db.session import read_session, write_session
 
 FORMATS = ("jsonl", "csv", "parquet", "hf_datasets", "goemotions_tsv")
 HF_SPLIT = {"train": "train", "dev": "validation", "test": "test"}
-SCORES_JSON = "_scores_json"  # the scores as JSON text, made once for all the flat formats
 COLUMNS = ["id", "split", "kind", "text", "context", "character", "story_id", "source", "labels", "scores"]
 
 
@@ -44,11 +43,6 @@ class ExportResult:
     zip_path: str
     files: dict[str, list[str]]
     rows: int
-
-
-def _json_column(texts: list[str | None]) -> list:
-    """Parse many small JSON texts in one call (one big array: far faster than a loads per row)."""
-    return json.loads("[" + ",".join(t if t else "null" for t in texts) + "]") if texts else []
 
 
 def version_frame(version_id: int) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
@@ -71,9 +65,11 @@ def version_frame(version_id: int) -> tuple[pd.DataFrame, list[str], dict[str, A
         info = {"id": version.id, "name": version.name, "hash": version.content_hash}
     columns = list(zip(*rows)) if rows else [[] for _ in COLUMNS]
     frame = pd.DataFrame({name: list(values) for name, values in zip(COLUMNS, columns)}, columns=COLUMNS)
-    frame["labels"] = _json_column(list(columns[8])) if rows else []
-    frame["scores"] = _json_column(list(columns[9])) if rows else []
-    frame[SCORES_JSON] = [t or "{}" for t in columns[9]] if rows else []
+    parsed: dict[str, list[str]] = {}  # label lists repeat: parse each distinct text once
+    frame["labels"] = [parsed[t] if t in parsed else parsed.setdefault(t, json.loads(t or "[]"))
+                       for t in columns[8]] if rows else []
+    # Scores stay JSON text: every format writes them as text, and JSONL splices them in as objects.
+    frame["scores"] = [t or "{}" for t in columns[9]] if rows else []
     frame["kind"] = frame["kind"].map(lambda k: getattr(k, "value", k))
     return sort_frame(frame), label_names, info
 
@@ -108,7 +104,7 @@ def arrow_columns(part: pd.DataFrame) -> dict[str, Any]:
         "character": pa.array(part["character"].tolist(), pa.string()),
         "story_id": pa.array([None if pd.isna(v) else int(v) for v in part["story_id"]], pa.int64()),
         "source": pa.array(part["source"].tolist(), pa.string()),
-        "scores": pa.array(part[SCORES_JSON].tolist(), pa.string()),
+        "scores": pa.array(part["scores"].tolist(), pa.string()),
     }
 
 
@@ -123,7 +119,11 @@ def write_jsonl(parts: dict, folder: Path, labels: list[str]) -> list[Path]:
     paths = []
     for split, (part, _) in parts.items():
         path = folder / f"{split}.jsonl"
-        part[COLUMNS].to_json(path, orient="records", lines=True, force_ascii=False)
+        head = part[[c for c in COLUMNS if c != "scores"]].to_json(orient="records", lines=True, force_ascii=False)
+        lines = head.rstrip("\n").split("\n")
+        # Each line is one object ending in '}': the scores (JSON already) go in as its last field.
+        with path.open("w", encoding="utf-8") as handle:
+            handle.writelines(f'{line[:-1]},"scores":{scores}}}\n' for line, scores in zip(lines, part["scores"]))
         paths.append(path)
     return paths
 
@@ -200,8 +200,8 @@ def write_formats(frame: pd.DataFrame, labels: list[str], out: Path, formats: tu
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ExportError(f"unknown format(s) {', '.join(sorted(unknown))}; one of {', '.join(FORMATS)}")
-    if SCORES_JSON not in frame.columns:
-        frame = frame.assign(**{SCORES_JSON: [json.dumps(v) for v in frame["scores"]]})
+    if len(frame) and not isinstance(frame["scores"].iloc[0], str):
+        frame = frame.assign(scores=[json.dumps(v) for v in frame["scores"]])
     parts = {split: (part, arrow_columns(part)) for split, part in _split_frames(frame)}
     files: dict[str, list[str]] = {}
     for fmt in formats:

@@ -7,7 +7,6 @@ from collections import Counter, defaultdict
 from itertools import combinations
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import func, select
 
 from core.datasets.splits import SPLITS
@@ -99,7 +98,8 @@ def generation_settings(session, version_id: int) -> tuple[list[dict], Counter, 
     return runs, versions, sources
 
 
-def dataset_card(version_id: int, frame: pd.DataFrame, files: dict[str, list[str]]) -> str:
+def dataset_card(version_id: int, rows, files: dict[str, list[str]]) -> str:
+    """The README.md of an export (`rows`: core.datasets.export.VersionRows)."""
     with read_session() as session:
         version = session.get(DatasetVersion, version_id)
         taxonomy = session.get(Taxonomy, version.taxonomy_id) if version.taxonomy_id else None
@@ -110,9 +110,9 @@ def dataset_card(version_id: int, frame: pd.DataFrame, files: dict[str, list[str
         review = review_statistics(session, version_id, [n for n, _ in labels])
     config = dict(version.split_config or {})
     licence = config.get("licence") or (", ".join(sorted(set(sources.values()))) if sources else "") or "unspecified"
-    split_counts = Counter(frame["split"])
-    per_label = {s: Counter(n for v in frame.loc[frame["split"] == s, "labels"] for n in v) for s in SPLITS}
-    kinds_per_split = {s: Counter(frame.loc[frame["split"] == s, "kind"]) for s in SPLITS}
+    split_counts = {s: b - a for s, (a, b) in rows.bounds.items()}
+    per_label = {s: Counter() for s in SPLITS} | rows.labels_per_split()
+    kinds_per_split = {s: Counter() for s in SPLITS} | rows.kinds_per_split()
     out = [
         "---",
         f"license: {licence}",
@@ -120,7 +120,7 @@ def dataset_card(version_id: int, frame: pd.DataFrame, files: dict[str, list[str
         "task_categories:\n- text-classification",
         "task_ids:\n- multi-label-classification",
         f"pretty_name: {json.dumps(version.name)}",
-        f"size_categories:\n- {_size_category(len(frame))}",
+        f"size_categories:\n- {_size_category(len(rows))}",
         "tags:\n- emotion\n- emoforge",
         "---",
         "",
@@ -130,7 +130,7 @@ def dataset_card(version_id: int, frame: pd.DataFrame, files: dict[str, list[str
         "",
         f"- Dataset version: {version.id}, content hash `{version.content_hash}`",
         f"- Created: {version.created_at:%Y-%m-%d %H:%M UTC} by {creator or 'unknown'}",
-        f"- Examples: {len(frame):,}" + (" (evaluation set)" if version.is_evaluation_set else ""),
+        f"- Examples: {len(rows):,}" + (" (evaluation set)" if version.is_evaluation_set else ""),
         f"- Licence: {licence}",
         "",
         "## Taxonomy",

@@ -12,9 +12,9 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core.auth import Actor, require_admin, require_page
@@ -51,8 +51,7 @@ class VersionView:
     existed: bool = False  # freeze() found an identical version
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):  # a tuple: one per example of the version, so cheap to make
     example_id: int
     kind: str
     text: str
@@ -99,7 +98,7 @@ def load_members(session: Session, ids: list[int], label_names: set[str]) -> lis
             members.append(Member(
                 i, getattr(kind, "value", kind), text, context, story_id, parent_id,
                 tuple(n for n in current.labels if n in label_names),
-                {n: round(s, 6) for n, s in current.scores.items() if n in label_names}))
+                {n: s for n, s in current.scores.items() if n in label_names}))
     return members
 
 
@@ -140,22 +139,25 @@ def content_hash(taxonomy: str, members: list[Member], splits: list[str]) -> str
 
 
 def insert_members(session: Session, version_id: int, members: list[Member], splits: list[str]) -> None:
-    """Many rows at once: JSON serialised here (label lists repeat, so each is serialised once)."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    as_json = "CAST({} AS JSON)" if postgres else "{}"
-    statement = text(
-        "INSERT INTO dataset_members (version_id, example_id, split, labels, scores) "
-        f"VALUES (:version_id, :example_id, :split, {as_json.format(':labels')}, {as_json.format(':scores')})")
+    """Many rows through the driver's executemany: JSON serialised here (label lists once each)."""
+    connection = session.connection()
+    mark = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{}"}.get(connection.dialect.paramstyle)
+    if mark is None:
+        raise VersionError(f"unsupported database driver paramstyle {connection.dialect.paramstyle!r}")
+    marks = [mark.format(i + 1) for i in range(5)]
+    if connection.dialect.name == "postgresql":
+        marks[3:] = [f"CAST({m} AS JSON)" for m in marks[3:]]
+    statement = ("INSERT INTO dataset_members (version_id, example_id, split, labels, scores) "
+                 f"VALUES ({', '.join(marks)})")
     dumped: dict[tuple[str, ...], str] = {}
     rows = []
     for m, split in zip(members, splits):
         labels = dumped.get(m.labels)
         if labels is None:
             labels = dumped[m.labels] = json.dumps(list(m.labels))
-        rows.append({"version_id": version_id, "example_id": m.example_id, "split": split, "labels": labels,
-                     "scores": json.dumps(m.scores)})
+        rows.append((version_id, m.example_id, split, labels, json.dumps(m.scores)))
     for start in range(0, len(rows), INSERT_CHUNK):
-        session.execute(statement, rows[start:start + INSERT_CHUNK])
+        connection.exec_driver_sql(statement, rows[start:start + INSERT_CHUNK])
 
 
 def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = None, *,

@@ -9,6 +9,7 @@ examples makes a few hundred queries, not one per example.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -89,27 +90,30 @@ def id_windows(ids: Sequence[int], size: int | None = None):
 
 def _scores_by_range(session: Session, example_ids: Sequence[int]) -> tuple[dict, dict]:
     """Many examples: scan suggestions and relabels by id range (an index range scan, no IN list)."""
+    from core.curate.sql import raw_rows
+
     names = dict(session.execute(select(Label.id, Label.name)).tuples().all())
     wanted = set(example_ids)
     scores: dict[int, dict[str, float]] = defaultdict(dict)
-    relabels: dict[int, tuple[int, list[str]]] = {}
-    conn = session.connection()
+    relabels: dict[int, tuple[int, str]] = {}
     for low, high, _ in id_windows(example_ids):
-        rows = conn.execute(select(Suggestion.example_id, Suggestion.label_id, Suggestion.score).where(
-            Suggestion.example_id.between(low, high), Suggestion.label_id.is_not(None)))
+        rows = raw_rows(session, select(Suggestion.example_id, Suggestion.label_id, func.max(Suggestion.score))
+                        .where(Suggestion.example_id.between(low, high), Suggestion.label_id.is_not(None))
+                        .group_by(Suggestion.example_id, Suggestion.label_id))
         for example_id, label_id, score in rows:
             if example_id in wanted:
                 held = scores[example_id]
                 name = names[label_id]
-                if score > held.get(name, -1.0):
-                    held[name] = float(score)
-        for example_id, decision_id, labels in conn.execute(
-                select(CurationDecision.example_id, CurationDecision.id, CurationDecision.labels).where(
-                    CurationDecision.example_id.between(low, high), CurationDecision.action == "relabel",
-                    CurationDecision.undone_at.is_(None))):
-            if example_id in wanted and decision_id > relabels.get(example_id, (-1, []))[0]:
-                relabels[example_id] = (decision_id, sorted(labels or []))
-    return scores, {e: labels for e, (_, labels) in relabels.items()}
+                if score > held.get(name, -1.0):  # two labels of one name (two taxonomies): the higher
+                    held[name] = score
+        for example_id, decision_id, labels in raw_rows(session, select(
+                CurationDecision.example_id, CurationDecision.id, CurationDecision.labels).where(
+                CurationDecision.example_id.between(low, high), CurationDecision.action == "relabel",
+                CurationDecision.undone_at.is_(None))):
+            if example_id in wanted and decision_id > relabels.get(example_id, (-1, ""))[0]:
+                relabels[example_id] = (decision_id, labels)
+    return scores, {e: sorted(json.loads(text) if isinstance(text, str) else (text or []))
+                    for e, (_, text) in relabels.items()}
 
 
 def current_labels(example_ids: Sequence[int], session: Session | None = None,
@@ -124,13 +128,16 @@ def current_labels(example_ids: Sequence[int], session: Session | None = None,
     else:
         scores, relabels = suggestion_scores(session, example_ids), latest_relabels(session, example_ids)
     result: dict[int, CurrentLabels] = {}
-    for example_id in example_ids:
-        teacher = scores.get(example_id, {})
-        if example_id in relabels:
-            chosen = relabels[example_id]
+    for example_id in example_ids:  # the hot loop of a 400,000-example freeze: kept plain
+        teacher = scores.get(example_id)
+        if teacher is None:
+            teacher = {}
+        chosen = relabels.get(example_id)
+        if chosen is None:
+            present = [name for name, score in teacher.items() if score >= cut]
+            present.sort()
+            result[example_id] = CurrentLabels(tuple(present), teacher, False)
+        else:
             soft = {name: 0.0 for name in teacher} | {name: 1.0 for name in chosen}
             result[example_id] = CurrentLabels(tuple(chosen), soft, True)
-        else:
-            chosen = sorted(name for name, score in teacher.items() if score >= cut)
-            result[example_id] = CurrentLabels(tuple(chosen), dict(teacher), False)
     return result

@@ -22,6 +22,7 @@ from core.curate import filters
 from core.curate.filters import CurationFilter
 from core.curate.labels import current_labels, id_windows
 from core.curate.signals import EXACT, NEAR
+from core.curate.sql import raw_rows
 from core.datasets.splits import SPLITS, assign_splits, check_ratios, default_ratios
 from db.models import DatasetMember, DatasetVersion, Example, Label, Signal, Taxonomy, User
 from db.session import read_session, write_session
@@ -86,17 +87,16 @@ def load_members(session: Session, ids: list[int], label_names: set[str]) -> lis
     """The examples with their current labels (restricted to the taxonomy), in id order."""
     labels = current_labels(ids, session)
     wanted = set(ids)
-    conn = session.connection()
     members = []
     for low, high, _ in id_windows(ids):
-        rows = conn.execute(select(Example.id, Example.kind, Example.text, Example.context, Example.story_id,
-                                   Example.parent_id).where(Example.id.between(low, high)).order_by(Example.id))
+        rows = raw_rows(session, select(Example.id, Example.kind, Example.text, Example.context, Example.story_id,
+                                        Example.parent_id).where(Example.id.between(low, high)).order_by(Example.id))
         for i, kind, text, context, story_id, parent_id in rows:
             if i not in wanted:
                 continue
             current = labels[i]
             members.append(Member(
-                i, getattr(kind, "value", kind), text, context, story_id, parent_id,
+                i, kind, text, context, story_id, parent_id,
                 tuple(n for n in current.labels if n in label_names),
                 {n: s for n, s in current.scores.items() if n in label_names}))
     return members

@@ -66,6 +66,8 @@ class Member(NamedTuple):  # a tuple: one per example of the version, so cheap t
 def _selection(session: Session, selection: CurationFilter) -> list[int]:
     if not selection.statuses:
         statuses = set(session.scalars(select(Example.status).distinct())) - set(EXCLUDED_BY_DEFAULT)
+        if not statuses:
+            return []
         selection = CurationFilter(**{**filters.as_dict(selection), "statuses": tuple(sorted(statuses))})
     return filters.matching_ids(session, selection)
 

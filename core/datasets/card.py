@@ -150,7 +150,8 @@ def dataset_card(version_id: int, rows, files: dict[str, list[str]]) -> str:
         "",
         f"Split configuration: ratios {json.dumps(config.get('ratios', {}))}, seed {config.get('seed', '-')}, "
         f"{config.get('stratification', 'as imported')}; kept together: "
-        f"{', '.join(config.get('grouping', [])) or 'n/a'} (no story or near-duplicate cluster spans two splits).",
+        f"{', '.join(config.get('grouping', [])) or 'n/a'} (no story or near-duplicate cluster spans two splits; "
+        f"{config.get('duplicate_cluster_members', 0):,} examples were in a duplicate cluster when frozen).",
         "",
         "## Labels per split",
         "",

@@ -180,8 +180,8 @@ def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = No
         members = load_members(session, ids, label_names)
         kinds = {m.kind for m in members}
         ratios = check_ratios(ratios or default_ratios(kinds))
-        splits = assign_splits([m.labels for m in members], grouping_keys(members, cluster_keys(session, ids)),
-                               ratios, seed)
+        clusters = cluster_keys(session, ids)
+        splits = assign_splits([m.labels for m in members], grouping_keys(members, clusters), ratios, seed)
         digest = content_hash(taxonomy.name, members, splits)
         existing = session.scalar(select(DatasetVersion.id).where(DatasetVersion.content_hash == digest))
         if existing is not None:
@@ -192,7 +192,8 @@ def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = No
             split_config={"ratios": ratios, "seed": seed, "grouping": ["story", "near_dup_cluster",
                                                                         "exact_dup_cluster", "parent"],
                           "stratification": "iterative (multi-label)", "licence": licence,
-                          "description": description, "kinds": sorted(kinds)})
+                          "description": description, "kinds": sorted(kinds),
+                          "duplicate_cluster_members": len(clusters)})
         session.add(version)
         session.flush()
         insert_members(session, version.id, members, splits)

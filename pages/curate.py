@@ -10,6 +10,7 @@ from core.auth import PermissionDenied
 from core.curate import actions, browse, diversity, signals
 from core.curate.filters import OOT_STATES, REVIEW_STATES, SORTS, CurationFilter
 from core.taxonomy import list_taxonomies, get_taxonomy
+from ui.plain import chart_text, md_escape
 from ui.session import flash, guard, show_flashes
 
 actor = guard("curate")
@@ -76,12 +77,12 @@ selection = CurationFilter(
 try:
     _, total = browse.search(actor, selection, sort, 0, 1)
 except ValueError as exc:
-    st.error(str(exc))
+    st.error(md_escape(exc))
     st.stop()
 pages = max(1, math.ceil(total / PAGE_SIZE))
 cols = st.columns([1, 3])
 page = cols[0].number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="cur_page")
-cols[1].caption(f"{total:,} matching examples · page {page} of {pages} · filter: {selection.describe()}")
+cols[1].caption(f"{total:,} matching examples · page {page} of {pages} · filter: {md_escape(selection.describe())}")
 rows, _ = browse.search(actor, selection, sort, (int(page) - 1) * PAGE_SIZE, PAGE_SIZE)
 if rows:
     st.dataframe(pd.DataFrame([{
@@ -116,7 +117,7 @@ if rows:
                     report = actions.decide(actor, action, example_ids=[chosen],
                                             labels=one_labels if action == "relabel" else None)
                 except (actions.CurationError, PermissionDenied) as exc:
-                    st.error(str(exc))
+                    st.error(md_escape(exc))
                 else:
                     flash(f"{label}ed example #{chosen}.", scope="curate")
                     st.rerun()
@@ -143,7 +144,7 @@ with st.container(border=True):
             report = actions.decide(actor, bulk_action, selection=selection, reason=reason,
                                     labels=bulk_labels if bulk_action == "relabel" else None)
         except (actions.CurationError, PermissionDenied) as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
             flash(f"{report.action}: {report.count:,} examples changed; undo it below if it was a mistake.",
                   scope="curate")
@@ -181,7 +182,7 @@ if st.button("Recompute signals", key="cur_sig_run", icon=":material/refresh:"):
     try:
         job_id = signals.enqueue_signals(actor, tuple(parts), threshold)
     except (ValueError, PermissionDenied) as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
     else:
         st.success(f"Job #{job_id} queued: the worker recomputes the signals.")
 
@@ -190,7 +191,7 @@ with tab_div:
     group_by = st.radio("Per", ("emotion", "character"), horizontal=True, key="cur_div_by")
     table = diversity.diversity_table(group_by)
     if table:
-        frame = pd.DataFrame([{group_by: r.group_key, "examples": r.size, **r.metrics} for r in table])
+        frame = pd.DataFrame([{group_by: chart_text(r.group_key), "examples": r.size, **r.metrics} for r in table])
         metric = st.selectbox("Metric", [m for m in diversity.METRICS if m in frame.columns], key="cur_div_metric")
         st.plotly_chart(px.bar(frame.head(40), x=group_by, y=metric, hover_data=["examples"]))
         st.dataframe(frame, hide_index=True)
@@ -202,7 +203,7 @@ with tab_dist:
         tax_name = st.selectbox("Taxonomy", names, key="cur_dist_tax")
         tax = get_taxonomy(next(t.id for t in taxonomies if t.name == tax_name))
         counts = diversity.label_counts_for_page(actor)
-        rows_dist = diversity.against_target(counts, tax.label_names)
+        rows_dist = [r | {"label": chart_text(r["label"])} for r in diversity.against_target(counts, tax.label_names)]
         frame = pd.DataFrame(rows_dist).melt(id_vars=["label", "count"], value_vars=["share", "target_share"],
                                              var_name="series", value_name="fraction")
         st.plotly_chart(px.bar(frame, x="label", y="fraction", color="series", barmode="group"))

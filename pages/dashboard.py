@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.curate.dashboard import dashboard
 from core.stats import overview
+from ui.plain import chart_text
 from ui.session import guard
 
 actor = guard("dashboard")
@@ -36,8 +37,9 @@ with right:
     st.subheader("Labels: teacher vs reviewed")
     labels = sorted(set(board.teacher_labels) | set(board.reviewed_labels))
     if labels:
-        frame = pd.DataFrame([{"label": n, "source": "teacher", "count": board.teacher_labels.get(n, 0)} for n in labels]
-                             + [{"label": n, "source": "reviewed", "count": board.reviewed_labels.get(n, 0)}
+        frame = pd.DataFrame([{"label": chart_text(n), "source": "teacher", "count": board.teacher_labels.get(n, 0)}
+                              for n in labels]
+                             + [{"label": chart_text(n), "source": "reviewed", "count": board.reviewed_labels.get(n, 0)}
                                 for n in labels])
         st.plotly_chart(px.bar(frame, x="label", y="count", color="source", barmode="group"))
     else:
@@ -48,6 +50,7 @@ with left:
     st.subheader("Review progress")
     if board.campaigns:
         frame = pd.DataFrame(board.campaigns)
+        frame["campaign"] = frame["campaign"].map(chart_text)
         st.plotly_chart(px.bar(frame, x="campaign", y=["completed", "items"], barmode="overlay"))
     else:
         st.caption("No review campaign yet.")
@@ -57,7 +60,9 @@ with left:
 with right:
     st.subheader("Out-of-taxonomy labels pending")
     if board.oot_pending:
-        st.plotly_chart(px.bar(pd.DataFrame(board.oot_pending), x="name", y="occurrences"))
+        frame = pd.DataFrame(board.oot_pending)
+        frame["name"] = frame["name"].map(chart_text)  # names the teacher invented: shown as written
+        st.plotly_chart(px.bar(frame, x="name", y="occurrences"))
     else:
         st.caption("None pending.")
 
@@ -65,7 +70,9 @@ left, right = st.columns(2)
 with left:
     st.subheader("Dataset versions")
     if board.versions:
-        st.plotly_chart(px.bar(pd.DataFrame(board.versions), x="name", y="size", color="evaluation"))
+        frame = pd.DataFrame(board.versions)
+        frame["name"] = frame["name"].map(chart_text)
+        st.plotly_chart(px.bar(frame, x="name", y="size", color="evaluation"))
     else:
         st.caption("No version yet.")
 with right:
@@ -73,6 +80,7 @@ with right:
     if board.models:
         frame = pd.DataFrame(board.models)
         st.dataframe(frame, hide_index=True)
+        frame["model"] = frame["model"].map(chart_text)
         numeric = [c for c in frame.columns if c not in ("model", "kind", "created")]
         if numeric:
             metric = st.selectbox("Score", numeric, key="dash_metric")

@@ -10,6 +10,7 @@ from core.datasets import export, importing, versions
 from core.datasets.readers import ImportFileError
 from core.datasets.splits import CONTEXTLESS_RATIOS, CONTEXTUAL_RATIOS
 from core.taxonomy import get_taxonomy, list_taxonomies
+from ui.plain import chart_text, md_escape
 from ui.session import flash, guard, show_flashes
 
 actor = guard("export")
@@ -47,20 +48,20 @@ with st.expander("Import a labelled data set"):
             if upload is not None and upload.size >= INLINE_LIMIT:
                 job_id = importing.enqueue_file(actor, upload.name, upload.getvalue(), source=source,
                                                 taxonomy_id=taxonomies[tax], evaluation=evaluation, licence=licence)
-                message = f"Job #{job_id} queued: the worker imports {upload.name}."
+                message = f"Job #{job_id} queued: the worker imports {md_escape(upload.name)}."
             elif upload is not None:
                 report = importing.import_file(actor, upload.name, upload.getvalue(), source=source,
                                                taxonomy_id=taxonomies[tax], evaluation=evaluation, licence=licence)
-                message = report.summary() + "."
+                message = md_escape(report.summary() + ".")
             elif folder.strip():
                 report = importing.import_hf_folder(actor, folder.strip(), source=source,
                                                     taxonomy_id=taxonomies[tax], evaluation=evaluation,
                                                     licence=licence)
-                message = report.summary() + "."
+                message = md_escape(report.summary() + ".")
             else:
                 raise ImportFileError("Choose a file or give a folder first.")
         except (ImportFileError, PermissionDenied, ValueError) as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
             st.session_state["exp_upload_round"] = round_ + 1
             flash(message, scope="export")
@@ -94,10 +95,11 @@ with st.expander("Freeze a new version", expanded=True):
             view = versions.freeze(actor, name, selection, taxonomy_id=taxonomies[freeze_tax], ratios=ratios,
                                    seed=int(seed), licence=version_licence, description=description)
         except (versions.VersionError, ValueError, PermissionDenied) as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
             if view.existed:
-                flash(f"Nothing changed since version {view.id} ({view.name}): same content hash.", "info", "export")
+                flash(f"Nothing changed since version {view.id} ({md_escape(view.name)}): same content hash.", "info",
+                      "export")
             else:
                 flash(f"Version {view.id} frozen: {view.size:,} examples.", scope="export")
             st.rerun()
@@ -118,20 +120,21 @@ version_id = st.selectbox("Version", list(by_id), key="exp_version",
                           format_func=lambda i: f"{i}: {by_id[i].name} ({by_id[i].size:,})")
 version = by_id[version_id]
 per_split = versions.label_split_counts(version.id)
-frame = pd.DataFrame([{"split": s, "label": label, "share": n / max(1, version.split_counts.get(s, 0))}
+frame = pd.DataFrame([{"split": s, "label": chart_text(label), "share": n / max(1, version.split_counts.get(s, 0))}
                       for s, c in per_split.items() for label, n in c.items()])
 if not frame.empty:
     st.plotly_chart(px.bar(frame, x="label", y="share", color="split", barmode="group",
                            title="Share of examples with each label, per split"))
-st.caption(f"Selection: {CurationFilter.from_dict(version.selection).describe()} · "
-           f"split: {version.split_config.get('ratios', 'as imported')}, seed {version.split_config.get('seed', '-')}")
+st.caption(md_escape(f"Selection: {CurationFilter.from_dict(version.selection).describe()} · "
+                     f"split: {version.split_config.get('ratios', 'as imported')}, "
+                     f"seed {version.split_config.get('seed', '-')}"))
 
 formats = st.multiselect("Formats", export.FORMATS, default=list(export.FORMATS), key="exp_formats")
 if st.button("Export (worker job)", type="primary", key="exp_export", icon=":material/download:"):
     try:
         job_id = export.enqueue_export(actor, version.id, tuple(formats))
     except (export.ExportError, PermissionDenied) as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
     else:
         st.success(f"Job #{job_id} queued: the zip appears below when the worker is done.")
         st.page_link("pages/jobs.py", label="Follow it on the Jobs page", icon=":material/pending_actions:")

@@ -88,3 +88,17 @@ def test_annotators_cannot_open_curation_pages(annotator):
         at.session_state[ACTOR_KEY] = annotator
         at.run()
         assert [e.value for e in at.error] == [f"The annotator role cannot open the {page} page."]
+
+
+def test_text_from_data_is_escaped_for_markdown_and_charts():
+    from ui.plain import chart_text, md_escape
+
+    assert md_escape("![x](http://evil) *b*") == r"\!\[x\]\(http\:\/\/evil\) \*b\*".replace(r"\/", "/")
+    assert chart_text('<a href="x">OOT</a> & co') == '&lt;a href="x"&gt;OOT&lt;/a&gt; &amp; co'
+
+
+def test_import_errors_from_a_bad_file_show_on_the_export_page(admin):
+    at = open_page(admin, "export")
+    at.text_input(key="exp_source").input("src").run()
+    at.button(key="exp_import").click().run()
+    assert [e.value for e in at.error] == ["Choose a file or give a folder first\\."]

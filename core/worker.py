@@ -27,7 +27,7 @@ log = logging.getLogger("emoforge.worker")
 
 # Modules whose import registers job handlers (`@jobs.handler("kind")`).
 HANDLER_MODULES = ["core.corpus", "core.llm.jobs", "core.curate.signals", "core.datasets.importing",
-                   "core.datasets.export"]
+                   "core.datasets.export", "core.datasets.versions"]
 
 
 class WorkerStopping(Exception):

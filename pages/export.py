@@ -91,13 +91,20 @@ with st.expander("Freeze a new version", expanded=True):
     if st.button("Freeze version", type="primary", key="exp_freeze"):
         selection = CurationFilter(kinds=tuple(kinds), statuses=tuple(statuses), sources=tuple(sources),
                                    labels=tuple(labels))
+        options = {"taxonomy_id": taxonomies[freeze_tax], "ratios": ratios, "seed": int(seed),
+                   "licence": version_licence, "description": description}
         try:
-            view = versions.freeze(actor, name, selection, taxonomy_id=taxonomies[freeze_tax], ratios=ratios,
-                                   seed=int(seed), licence=version_licence, description=description)
+            if versions.selection_size(actor, selection) > versions.LARGE_SELECTION:
+                job_id = versions.enqueue_freeze(actor, name, selection, **options)
+                view = None
+            else:
+                view = versions.freeze(actor, name, selection, **options)
         except (versions.VersionError, ValueError, PermissionDenied) as exc:
             st.error(md_escape(exc))
         else:
-            if view.existed:
+            if view is None:
+                flash(f"Job #{job_id} queued: the worker freezes this large selection.", scope="export")
+            elif view.existed:
                 flash(f"Nothing changed since version {view.id} ({md_escape(view.name)}): same content hash.", "info",
                       "export")
             else:

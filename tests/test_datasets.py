@@ -346,3 +346,21 @@ def test_cli_export_writes_a_folder(admin, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "cli" / "jsonl" / "train.jsonl").exists() and (tmp_path / "cli" / "README.md").exists()
     assert "5 rows" in capsys.readouterr().out
     assert cli.main(["--user", "admin", "export", "999", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_freeze_job_for_large_selections(admin, monkeypatch):
+    for i in range(6):
+        add_example(f"Queued line {i}", {"joy": 0.9})
+    selection = CurationFilter(labels=("joy",))
+    assert versions.selection_size(admin, selection) == 6
+    job_id = versions.enqueue_freeze(admin, "queued", selection, seed=5, licence="mit")
+    with pytest.raises(ValueError, match="unknown split"):
+        versions.enqueue_freeze(admin, "bad", selection, ratios={"holdout": 1.0})
+    assert worker.serve(once=True) == 1
+    job = jobs.get_job(admin, job_id)
+    assert job.status == JobStatus.succeeded, job.error
+    version = versions.get_version(admin, job.result["version_id"])
+    assert version.size == 6 and version.split_config["seed"] == 5 and version.created_by == "admin"
+    again = versions.enqueue_freeze(admin, "queued again", selection, seed=5, licence="mit")
+    worker.serve(once=True)
+    assert jobs.get_job(admin, again).result == {**job.result, "existed": True}

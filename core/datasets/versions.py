@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from core import jobs
 from core.auth import Actor, require_admin, require_page
 from core.curate import filters
 from core.curate.filters import CurationFilter
@@ -164,31 +165,39 @@ def insert_members(session: Session, version_id: int, members: list[Member], spl
 
 def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = None, *,
            taxonomy_id: int | None = None, ratios: dict[str, float] | None = None, seed: int = DEFAULT_SEED,
-           licence: str = "", description: str = "") -> VersionView:
-    """Freeze the examples matching `selection` (not rejected ones, unless asked) into a version."""
-    require_admin(actor)
+           licence: str = "", description: str = "", user_id: int | None = None) -> VersionView:
+    """Freeze the examples matching `selection` (not rejected ones, unless asked) into a version.
+
+    Everything is read and split in a read transaction; the write lock is held only to store the
+    version, so a large freeze does not stall the workers' commits. (`user_id` without an actor:
+    the worker's freeze job, whose creator was checked when it was queued.)
+    """
+    if actor is not None or user_id is None:
+        user_id = require_admin(actor).id
     name = " ".join((name or "").split())
     if not name:
         raise VersionError("A dataset version needs a name.")
     selection = selection or CurationFilter()
-    with write_session() as session:
+    with read_session() as session:
         ids = _selection(session, selection)
         if not ids:
             raise VersionError("No example matches this selection: nothing to freeze.")
         taxonomy = _taxonomy(session, taxonomy_id, ids)
-        label_names = set(session.scalars(select(Label.name).where(Label.taxonomy_id == taxonomy.id)))
+        taxonomy_id, taxonomy_name = taxonomy.id, taxonomy.name
+        label_names = set(session.scalars(select(Label.name).where(Label.taxonomy_id == taxonomy_id)))
         members = load_members(session, ids, label_names)
-        kinds = {m.kind for m in members}
-        ratios = check_ratios(ratios or default_ratios(kinds))
         clusters = cluster_keys(session, ids)
-        splits = assign_splits([m.labels for m in members], grouping_keys(members, clusters), ratios, seed)
-        digest = content_hash(taxonomy.name, members, splits)
+    kinds = {m.kind for m in members}
+    ratios = check_ratios(ratios or default_ratios(kinds))
+    splits = assign_splits([m.labels for m in members], grouping_keys(members, clusters), ratios, seed)
+    digest = content_hash(taxonomy_name, members, splits)
+    with write_session() as session:
         existing = session.scalar(select(DatasetVersion.id).where(DatasetVersion.content_hash == digest))
         if existing is not None:
             return _view(session, session.get(DatasetVersion, existing), existed=True)
         version = DatasetVersion(
-            name=name, taxonomy_id=taxonomy.id, selection=selection.to_dict(), content_hash=digest,
-            size=len(members), created_by_id=actor.id,
+            name=name, taxonomy_id=taxonomy_id, selection=selection.to_dict(), content_hash=digest,
+            size=len(members), created_by_id=user_id,
             split_config={"ratios": ratios, "seed": seed, "grouping": ["story", "near_dup_cluster",
                                                                         "exact_dup_cluster", "parent"],
                           "stratification": "iterative (multi-label)", "licence": licence,
@@ -198,6 +207,39 @@ def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = No
         session.flush()
         insert_members(session, version.id, members, splits)
         return _view(session, version)
+
+
+LARGE_SELECTION = 20_000  # examples: above this the Export page freezes through the worker
+
+
+def selection_size(actor: Actor | None, selection: CurationFilter) -> int:
+    require_admin(actor)
+    with read_session() as session:
+        return len(_selection(session, selection))
+
+
+def enqueue_freeze(actor: Actor | None, name: str, selection: CurationFilter, **options: Any) -> int:
+    """Queue a freeze for the worker (large selections); options as for `freeze`."""
+    require_admin(actor)
+    if not " ".join((name or "").split()):
+        raise VersionError("A dataset version needs a name.")
+    check_ratios(options.get("ratios") or {"train": 1.0})
+    payload = {"name": name, "selection": selection.to_dict(), **options}
+    return jobs.enqueue(actor, "dataset_freeze", payload, title=f"Freeze dataset version {name}")
+
+
+@jobs.handler("dataset_freeze")
+def run_freeze_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    """One transaction stores the version: a retry after a crash either finds it (same hash) or makes it."""
+    p = dict(ctx.payload)
+    ctx.set_total(1, note="reading and splitting")
+    try:
+        view = freeze(None, p.pop("name"), CurationFilter.from_dict(p.pop("selection")), user_id=ctx.created_by_id,
+                      **p)
+    except VersionError as error:
+        raise jobs.JobFailed(str(error)) from None
+    ctx.set_progress(1, 1, note=f"version {view.id}: {view.size:,} examples")
+    return {"version_id": view.id, "size": view.size, "existed": view.existed, "splits": view.split_counts}
 
 
 def _view(session: Session, version: DatasetVersion, existed: bool = False) -> VersionView:

@@ -24,7 +24,7 @@ from sqlalchemy import delete, insert, select
 
 from core import jobs
 from core.auth import Actor, require_admin
-from core.curate.labels import chunks, suggestion_scores, threshold
+from core.curate.labels import suggestion_scores, threshold
 from db.models import CampaignItem, Example, Question, Response, ResponseStatus, Signal
 from db.session import read_session, write_session
 

@@ -154,8 +154,9 @@ if zips:
         cols = st.columns([3, 1])
         cols[0].text(f"#{e.id} · {e.created_at:%Y-%m-%d %H:%M} · sha256 {e.sha256[:12]}")
         if e.exists:
-            with open(export.zip_file(actor, e.id), "rb") as handle:
-                cols[1].download_button("Download zip", handle, file_name=f"{version.name}-v{version.id}.zip",
-                                        mime="application/zip", key=f"exp_dl_{e.id}")
+            # A callable: the zip (hundreds of MB for a big version) is read only when the button is clicked.
+            cols[1].download_button("Download zip", lambda export_id=e.id: export.zip_file(actor, export_id).read_bytes(),
+                                    file_name=f"{version.name}-v{version.id}.zip", mime="application/zip",
+                                    key=f"exp_dl_{e.id}")
         else:
             cols[1].caption("file gone")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import zipfile
+
 import pytest
 
-from tests.browser_support import ADMIN, chromium, log_in, served_app
+from tests.browser_support import ADMIN, ROOT, chromium, log_in, served_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 TIMEOUT_MS = 30_000
@@ -41,5 +46,21 @@ def test_import_curate_in_bulk_and_freeze(tmp_path):
         page.get_by_role("textbox", name="Version name").fill("browser version")
         page.get_by_role("button", name="Freeze version").click()
         page.get_by_text("frozen: 2 examples").first.wait_for()  # the rejected one stays out
-        page.screenshot(path=str(tmp_path / "export.png"), full_page=True)
+
+        page.get_by_role("button", name="Export (worker job)").click()
+        page.get_by_text("queued").first.wait_for()
+        env = {**os.environ, "EMOFORGE_HOME": str(tmp_path / "home"),
+               "DATABASE_URL": f"sqlite:///{tmp_path / 'home' / 'emoforge.db'}", "HF_HUB_OFFLINE": "1"}
+        subprocess.run([sys.executable, "-m", "core.worker", "--once"], cwd=ROOT, env=env, check=True, timeout=120)
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Curate").click()  # a rerun, same session
+        page.get_by_text("matching examples").first.wait_for()
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Export").click()
+        page.get_by_role("button", name="Download zip").wait_for()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download zip").click()
+        saved = tmp_path / "download.zip"
+        download.value.save_as(saved)
+        with zipfile.ZipFile(saved) as archive:
+            assert {"README.md", "jsonl/train.jsonl", "hf_datasets/dataset_dict.json"} <= set(archive.namelist())
+            assert "# browser version" in archive.read("README.md").decode()
         context.close()

@@ -27,7 +27,8 @@ log = logging.getLogger("emoforge.worker")
 
 # Modules whose import registers job handlers (`@jobs.handler("kind")`).
 HANDLER_MODULES = ["core.corpus", "core.llm.jobs", "core.curate.signals", "core.datasets.importing",
-                   "core.datasets.export", "core.datasets.versions"]
+                   "core.datasets.export", "core.datasets.versions",
+                   "core.curate.actions"]
 
 
 class WorkerStopping(Exception):

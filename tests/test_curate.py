@@ -297,3 +297,22 @@ def test_range_scan_for_many_examples_gives_the_same_labels(admin, monkeypatch):
     monkeypatch.setattr(labels_module, "WINDOW", 3)
     by_ranges = current_labels(asked)
     assert by_ranges == by_in_lists and by_ranges[ids[3]].labels == ("love",)
+
+
+def test_bulk_action_job_for_large_results_runs_once_and_undoes(admin, corpus):
+    job_id, batch_id = actions.enqueue_decision(admin, "relabel", CurationFilter(kinds=("contextless",)),
+                                                labels=["Surprise"], reason="big")
+    with pytest.raises(actions.CurationError, match="Unknown label"):
+        actions.enqueue_decision(admin, "relabel", CurationFilter(), labels=["hangry"])
+    assert worker.serve(once=True) == 1
+    job = jobs.get_job(admin, job_id)
+    assert job.status == JobStatus.succeeded, job.error
+    assert job.result == {"batch_id": batch_id, "action": "relabel", "count": 4}
+    assert len(ids_of(admin, CurationFilter(labels=("surprise",)))) == 4
+    # A retry after a crash between commit and finish must not apply the batch twice.
+    again = actions.decide(None, "relabel", selection=CurationFilter(kinds=("contextless",)), labels=["joy"],
+                           batch_id=batch_id, user_id=admin.id)
+    assert again.count == 4 and len(ids_of(admin, CurationFilter(labels=("joy",)))) == 0
+    assert actions.list_batches(admin)[0].by == "admin"
+    assert actions.undo(admin, batch_id) == 4
+    assert ids_of(admin, CurationFilter(labels=("surprise",))) == []

@@ -11,10 +11,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from core import jobs
 from core.auth import Actor, require_admin
 from core.curate import filters
 from core.curate.filters import CurationFilter
@@ -50,22 +52,62 @@ class BatchView:
 
 def decide(actor: Actor | None, action: str, *, example_ids: list[int] | None = None,
            selection: CurationFilter | None = None, labels: list[str] | None = None,
-           reason: str = "") -> DecisionReport:
-    """Apply `action` to the given examples, or to every example matching `selection`."""
-    require_admin(actor)
+           reason: str = "", batch_id: str | None = None, user_id: int | None = None) -> DecisionReport:
+    """Apply `action` to the given examples, or to every example matching `selection`, in one transaction.
+
+    (`batch_id` and `user_id` without an actor: the worker's bulk job, checked when it was queued;
+    a batch id that already has decisions is not applied twice.)
+    """
+    if actor is not None or user_id is None:
+        user_id = require_admin(actor).id
     if action not in ACTIONS:
         raise CurationError(f"Unknown action {action!r}; one of {', '.join(ACTIONS)}.")
     if (example_ids is None) == (selection is None):
         raise CurationError("Give either example ids or a filter.")
-    batch_id = str(uuid.uuid4())
+    batch_id = batch_id or str(uuid.uuid4())
     with write_session() as session:
+        done = session.scalar(select(func.count(CurationDecision.id)).where(CurationDecision.batch_id == batch_id))
+        if done:
+            return DecisionReport(batch_id, action, int(done))
         new_labels = _check_labels(session, labels) if action == "relabel" else None
         ids = sorted(set(example_ids)) if example_ids is not None else filters.matching_ids(session, selection)
         if not ids:
             raise CurationError("No example matches: nothing changed.")
         for part in chunks(ids):
-            _apply(session, actor, action, part, new_labels, batch_id, reason)
+            _apply(session, user_id, action, part, new_labels, batch_id, reason)
     return DecisionReport(batch_id, action, len(ids))
+
+
+LARGE_BULK = 20_000  # examples: above this the Curate page hands a bulk action to the worker
+
+
+def enqueue_decision(actor: Actor | None, action: str, selection: CurationFilter, *,
+                     labels: list[str] | None = None, reason: str = "") -> tuple[int, str]:
+    """Queue a bulk action over a filter; returns (job id, batch id: what Undo takes once it ran)."""
+    require_admin(actor)
+    if action not in ACTIONS:
+        raise CurationError(f"Unknown action {action!r}; one of {', '.join(ACTIONS)}.")
+    if action == "relabel":
+        with read_session() as session:
+            labels = _check_labels(session, labels)
+    batch_id = str(uuid.uuid4())
+    payload = {"action": action, "selection": selection.to_dict(), "labels": labels, "reason": reason,
+               "batch_id": batch_id}
+    return jobs.enqueue(actor, "curate_bulk", payload, title=f"{action} every match of: {selection.describe()}"[:300]), \
+        batch_id
+
+
+@jobs.handler("curate_bulk")
+def run_bulk_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    p = ctx.payload
+    ctx.set_total(1, note="applying")
+    try:
+        report = decide(None, p["action"], selection=CurationFilter.from_dict(p["selection"]), labels=p.get("labels"),
+                        reason=p.get("reason", ""), batch_id=p["batch_id"], user_id=ctx.created_by_id)
+    except CurationError as error:
+        raise jobs.JobFailed(str(error)) from None
+    ctx.set_progress(1, 1, note=f"{report.count:,} examples")
+    return {"batch_id": report.batch_id, "action": report.action, "count": report.count}
 
 
 def _check_labels(session: Session, labels: list[str] | None) -> list[str]:
@@ -79,7 +121,7 @@ def _check_labels(session: Session, labels: list[str] | None) -> list[str]:
     return names
 
 
-def _apply(session: Session, actor: Actor, action: str, ids: list[int], labels: list[str] | None,
+def _apply(session: Session, user_id: int | None, action: str, ids: list[int], labels: list[str] | None,
            batch_id: str, reason: str) -> None:
     statuses = dict(session.execute(select(Example.id, Example.status).where(Example.id.in_(ids))).tuples().all())
     missing = [i for i in ids if i not in statuses]
@@ -90,7 +132,7 @@ def _apply(session: Session, actor: Actor, action: str, ids: list[int], labels: 
     rows = [{
         "example_id": i, "action": action, "labels": labels, "batch_id": batch_id, "reason": reason,
         "previous": {"status": statuses[i], "labels": list(before[i].labels)},
-        "decided_by_id": actor.id, "decided_at": now,
+        "decided_by_id": user_id, "decided_at": now,
     } for i in ids]
     session.execute(insert(CurationDecision), rows)
     if action in STATUS_OF:

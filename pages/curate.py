@@ -204,7 +204,8 @@ with tab_div:
 with tab_dist:
     names = [t.name for t in taxonomies]
     if names:
-        tax_name = st.selectbox("Taxonomy", names, key="cur_dist_tax")
+        tax_name = st.selectbox("Taxonomy", names, index=names.index("GoEmotions") if "GoEmotions" in names else 0,
+                                key="cur_dist_tax")
         tax = get_taxonomy(next(t.id for t in taxonomies if t.name == tax_name))
         counts = diversity.label_counts_for_page(actor)
         rows_dist = [r | {"label": chart_text(r["label"])} for r in diversity.against_target(counts, tax.label_names)]

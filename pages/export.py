@@ -27,6 +27,7 @@ if not taxonomies:
     st.info("No taxonomy yet: create one on the Admin page first.")
     st.stop()
 tax_names = list(taxonomies)
+default_tax = tax_names.index("GoEmotions") if "GoEmotions" in tax_names else 0
 
 # --------------------------------------------------------------------------- import
 
@@ -40,7 +41,7 @@ with st.expander("Import a labelled data set"):
     folder = st.text_input("…or a `datasets` folder on the server", key="exp_folder")
     c1, c2, c3 = st.columns(3)
     source = c1.text_input("Data set name", key="exp_source")
-    tax = c2.selectbox("Taxonomy", tax_names, key="exp_import_tax")
+    tax = c2.selectbox("Taxonomy", tax_names, index=default_tax, key="exp_import_tax")
     licence = c3.text_input("Licence", key="exp_licence")
     evaluation = st.checkbox("Evaluation set (kept out of training versions)", key="exp_eval")
     if st.button("Import", type="primary", key="exp_import"):
@@ -75,7 +76,7 @@ with st.expander("Freeze a new version", expanded=True):
                "context-less parent always land in the same split.")
     c1, c2 = st.columns(2)
     name = c1.text_input("Version name", key="exp_name")
-    freeze_tax = c2.selectbox("Taxonomy", tax_names, key="exp_freeze_tax")
+    freeze_tax = c2.selectbox("Taxonomy", tax_names, index=default_tax, key="exp_freeze_tax")
     kinds = c1.multiselect("Kinds", ["contextless", "contextual", "imported"], key="exp_kinds")
     statuses = c2.multiselect("Statuses", ["pending", "accepted", "rejected", "evaluation"], key="exp_statuses",
                               help="Empty: every status but rejected and evaluation.")

@@ -5,6 +5,7 @@
     python -m core.cli --user admin describe goemotions-dev --limit 200
     python -m core.cli --user admin jobs
     python -m core.cli --user admin users add ann --role annotator
+    python -m core.cli --user admin export 3 --out ./my-dataset [--formats jsonl,parquet]
 
 The acting user's password comes from EMOFORGE_PASSWORD (or a prompt), so every command is
 checked against that user's role exactly as in the app.
@@ -85,6 +86,16 @@ def cmd_users_add(actor: auth.Actor, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.datasets import export
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip()) or export.FORMATS
+    result = export.export_version(actor, args.version, args.out, formats, make_zip=args.zip)
+    print(f"version {args.version}: {result.rows:,} rows written to {result.folder} ({', '.join(result.files)})"
+          + (f"; zip {result.zip_path}" if result.zip_path else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("jobs", help="list recent jobs")
     lst.add_argument("--limit", type=int, default=20)
     lst.set_defaults(run=cmd_jobs)
+
+    exp = sub.add_parser("export", help="write a dataset version (all formats and its card) to a folder")
+    exp.add_argument("version", type=int, help="dataset version id (see the Export page)")
+    exp.add_argument("--out", required=True, help="folder to write into")
+    exp.add_argument("--formats", default="", help="comma-separated: jsonl,csv,parquet,hf_datasets,goemotions_tsv")
+    exp.add_argument("--zip", action="store_true", help="also write <out>.zip")
+    exp.set_defaults(run=cmd_export)
 
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
     add = users.add_parser("add", help="add a user (password from EMOFORGE_NEW_PASSWORD or a prompt)")

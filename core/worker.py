@@ -26,7 +26,9 @@ from db.session import write_session
 log = logging.getLogger("emoforge.worker")
 
 # Modules whose import registers job handlers (`@jobs.handler("kind")`).
-HANDLER_MODULES = ["core.corpus", "core.llm.jobs", "core.pipeline.run", "core.pipeline.annotate", "core.review.campaigns"]
+HANDLER_MODULES = ["core.corpus", "core.llm.jobs", "core.pipeline.run", "core.pipeline.annotate",
+                   "core.review.campaigns", "core.curate.signals", "core.datasets.importing",
+                   "core.datasets.export", "core.datasets.versions", "core.curate.actions"]
 
 
 class WorkerStopping(Exception):

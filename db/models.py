@@ -471,6 +471,27 @@ class Signal(Base):
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class GroupSignal(Base):
+    """A derived figure about a group of examples (diversity of one emotion or one character).
+
+    Like Signal, recomputable at any time without touching annotations; one row per
+    (kind, group_by, group_key, metric) of the latest computation.
+    """
+
+    __tablename__ = "group_signals"
+    __table_args__ = (Index("ix_group_signals_kind_group", "kind", "group_by"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))  # diversity
+    group_by: Mapped[str] = mapped_column(String(32))  # emotion | character | all
+    group_key: Mapped[str] = mapped_column(String(255))  # the emotion name, the character id...
+    metric: Mapped[str] = mapped_column(String(64))  # distinct_1 | distinct_2 | self_bleu | embedding_distance
+    value: Mapped[Optional[float]] = mapped_column(Float)
+    size: Mapped[int] = mapped_column(Integer, default=0)  # examples in the group
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    computed_by: Mapped[str] = mapped_column(String(255), default="")
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # --------------------------------------------------------------------------- datasets
 
 

@@ -1,26 +1,97 @@
-"""Dashboard: what the project holds today. Charts and quality summaries arrive with issue #6."""
+"""Dashboard: the project at a glance (counts, stages, labels, review, versions, models, the worker)."""
 
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
+from core.curate.dashboard import dashboard
 from core.stats import overview
+from ui.plain import chart_text
 from ui.session import guard
 
 actor = guard("dashboard")
 
 st.title("Dashboard")
 st.write("An overview of the project: corpora, generated examples, review progress and data set quality.")
-st.info("Not built yet: arrives with issue #6.")
 
 stats = overview(actor)
-st.subheader("Today's counts")
-cols = st.columns(5)
+board = dashboard(actor)
+cols = st.columns(6)
 cols[0].metric("Corpora", f"{stats.corpora:,}")
 cols[1].metric("Stories", f"{stats.stories:,}")
-cols[2].metric("Passages", f"{stats.passages:,}")
-cols[3].metric("Words", f"{stats.words:,}")
-cols[4].metric("Taxonomies", f"{stats.taxonomies:,}")
+cols[2].metric("Generation runs", f"{sum(board.runs_by_status.values()):,}")
+cols[3].metric("Examples", f"{sum(r['count'] for r in board.examples):,}")
+cols[4].metric("Dataset versions", f"{len(board.versions):,}")
+cols[5].metric("Models", f"{len(board.models):,}")
 
-st.subheader("Jobs by status")
-cols = st.columns(len(stats.jobs_by_status))
-for col, (status, n) in zip(cols, stats.jobs_by_status.items()):
-    col.metric(status.capitalize(), f"{n:,}")
+left, right = st.columns(2)
+with left:
+    st.subheader("Examples per stage")
+    if board.examples:
+        frame = pd.DataFrame(board.examples)
+        frame["stage"] = frame["kind"] + " / " + frame["stage"]
+        st.plotly_chart(px.bar(frame, x="stage", y="count", color="status"))
+    else:
+        st.caption("No example yet.")
+with right:
+    st.subheader("Labels: teacher vs reviewed")
+    labels = sorted(set(board.teacher_labels) | set(board.reviewed_labels))
+    if labels:
+        frame = pd.DataFrame([{"label": chart_text(n), "source": "teacher", "count": board.teacher_labels.get(n, 0)}
+                              for n in labels]
+                             + [{"label": chart_text(n), "source": "reviewed", "count": board.reviewed_labels.get(n, 0)}
+                                for n in labels])
+        st.plotly_chart(px.bar(frame, x="label", y="count", color="source", barmode="group"))
+    else:
+        st.caption("No labels yet.")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Review progress")
+    if board.campaigns:
+        frame = pd.DataFrame(board.campaigns)
+        frame["campaign"] = frame["campaign"].map(chart_text)
+        st.plotly_chart(px.bar(frame, x="campaign", y=["completed", "items"], barmode="overlay"))
+    else:
+        st.caption("No review campaign yet.")
+    if board.mean_agreement is not None:
+        st.metric("Mean reviewer agreement (Jaccard)", f"{board.mean_agreement:.2f}",
+                  help=f"Over {board.agreement_examples:,} examples reviewed by two or more people.")
+with right:
+    st.subheader("Out-of-taxonomy labels pending")
+    if board.oot_pending:
+        frame = pd.DataFrame(board.oot_pending)
+        frame["name"] = frame["name"].map(chart_text)  # names the teacher invented: shown as written
+        st.plotly_chart(px.bar(frame, x="name", y="occurrences"))
+    else:
+        st.caption("None pending.")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Dataset versions")
+    if board.versions:
+        frame = pd.DataFrame(board.versions)
+        frame["name"] = frame["name"].map(chart_text)
+        st.plotly_chart(px.bar(frame, x="name", y="size", color="evaluation"))
+    else:
+        st.caption("No version yet.")
+with right:
+    st.subheader("Models and their scores")
+    if board.models:
+        frame = pd.DataFrame(board.models)
+        st.dataframe(frame, hide_index=True)
+        frame["model"] = frame["model"].map(chart_text)
+        numeric = [c for c in frame.columns if c not in ("model", "kind", "created")]
+        if numeric:
+            metric = st.selectbox("Score", numeric, key="dash_metric")
+            st.plotly_chart(px.bar(frame, x="model", y=metric, color="kind"))
+    else:
+        st.caption("No model yet.")
+
+st.subheader("Worker throughput (last 24 hours)")
+if board.throughput:
+    st.plotly_chart(px.bar(pd.DataFrame(board.throughput), x="hour", y="units", color="kind",
+                           hover_data=["jobs"]))
+else:
+    st.caption("No job finished in the last 24 hours.")
+st.caption("Jobs by status: " + ", ".join(f"{s} {n:,}" for s, n in stats.jobs_by_status.items()))

@@ -17,7 +17,7 @@ from ui.session import ACTOR_KEY
 
 TIMEOUT = 30
 PAGE_IDS = [spec.page_id for pages in SECTIONS.values() for spec in pages]
-NOT_BUILT = {"curate": 6, "export": 6, "train": 7, "playground": 7, "dashboard": 6}
+NOT_BUILT = {"train": 7, "playground": 7}
 
 
 _component_manager = None

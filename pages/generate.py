@@ -10,7 +10,7 @@ from core.llm import settings as engine_settings
 from core.pipeline import run as pipeline
 from core.pipeline import runs, templates
 from core.pipeline.plan import PlanError
-from core.taxonomy import list_taxonomies
+from core.taxonomy import get_taxonomy, list_taxonomies
 from ui.annotate import render_annotation_tab
 from ui.session import flash, guard, show_flashes
 
@@ -215,8 +215,11 @@ with runs_tab:
         st.subheader("Examples")
         kind = st.radio("Kind", ["contextless", "contextual"], horizontal=True, key="gen_kind",
                         format_func={"contextless": "Context-less", "contextual": "Contextual"}.get)
+        emotions = get_taxonomy(int(detail.config["taxonomy_id"])).label_names
+        emotion = st.selectbox("Emotion (teacher label at the threshold)", ["(any)", *emotions], key="gen_emotion")
         page = st.number_input("Page", 1, 10_000, 1, key="gen_page")
-        rows, total = runs.run_examples(actor, run_id, kind, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        rows, total = runs.run_examples(actor, run_id, kind, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
+                                        emotion=None if emotion == "(any)" else emotion)
         st.caption(f"{total} examples; labels at the current threshold; OOT = outside the taxonomy.")
         # Generated text is data: shown in a grid (plain text), never as markdown or HTML.
         st.dataframe(pd.DataFrame([{"id": r.id, "character": r.character, "steered to": r.target or "",
@@ -224,7 +227,8 @@ with runs_tab:
                                     "utterance": r.text, "labels": ", ".join(r.labels),
                                     "scores": ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.scores.items(), key=lambda kv: -kv[1])),
                                     "OOT": ", ".join(r.oot), "expressiveness": r.expressiveness,
-                                    "flags": ", ".join(r.flags)} for r in rows]), hide_index=True)
+                                    "flags": ", ".join(r.flags), "provenance": r.provenance} for r in rows]),
+                     hide_index=True)
 
 
 # --------------------------------------------------------------------------- compare

@@ -82,3 +82,28 @@ def test_bad_decisions_are_refused(database, admin, annotator):
         labels.decide_oot(admin, tid, "joy", "drop")
     with pytest.raises(labels.LabelError, match="Unknown action"):
         labels.decide_oot(admin, tid, "anxiety", "forget")
+
+
+def test_run_examples_filter_by_emotion_at_the_threshold_and_show_provenance(database, admin):
+    from core.pipeline import runs
+    from db.models import GenerationRun
+
+    tid = _goemotions_id()
+    with write_session() as session:
+        run = GenerationRun(name="r", taxonomy_id=tid)
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    joyful = _example(tid, [("joy", 0.8)])
+    faint = _example(tid, [("joy", 0.2), ("fear", 0.6)])
+    with write_session() as session:
+        for example_id in (joyful, faint):
+            example = session.get(Example, example_id)
+            example.run_id = run_id
+            example.meta = {"model": "teacher-x", "seed": 11, "templates": {"utterances": 2}}
+    rows, total = runs.run_examples(admin, run_id, emotion="joy")
+    assert total == 1 and [r.id for r in rows] == [joyful]
+    assert "teacher-x" in rows[0].provenance and "seed 11" in rows[0].provenance and "utterances v2" in rows[0].provenance
+    labels.set_threshold(admin, 0.1)
+    assert runs.run_examples(admin, run_id, emotion="joy")[1] == 2
+    assert [r.id for r in runs.run_examples(admin, run_id, kind="contextless", emotion="fear")[0]] == [faint]

@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select
 from core import labels as label_store
 from core.auth import Actor, require_admin
 from core.pipeline.plan import SYNTHESIS_STAGES
-from db.models import Character, Example, ExampleKind, GenerationRun, Job, Suggestion, User
+from db.models import Character, Example, ExampleKind, GenerationRun, Job, Label, Suggestion, User
 from db.session import read_session
 
 
@@ -143,15 +143,23 @@ class ExampleRow:
     oot: list[str]
     expressiveness: float | None
     flags: list[str]
+    provenance: str  # story, template versions, model and seed that made it
 
 
 def run_examples(actor: Actor | None, run_id: int, kind: str | None = None, offset: int = 0,
-                 limit: int = 50) -> tuple[list[ExampleRow], int]:
-    """One page of a run's examples with their labels (at the current threshold)."""
+                 limit: int = 50, emotion: str | None = None) -> tuple[list[ExampleRow], int]:
+    """One page of a run's examples with their labels (at the current threshold).
+
+    `emotion` keeps the examples the teacher gave that label at or above the current threshold.
+    """
     require_admin(actor)
     where = [Example.run_id == run_id]
     if kind:
         where.append(Example.kind == ExampleKind(kind))
+    if emotion:
+        where.append(select(Suggestion.id).join(Label, Label.id == Suggestion.label_id)
+                     .where(Suggestion.example_id == Example.id, Label.name == emotion,
+                            Suggestion.score >= label_store.threshold()).exists())
     with read_session() as session:
         total = session.scalar(select(func.count()).select_from(Example).where(*where))
         rows = session.execute(select(Example, Character.name).outerjoin(Character, Character.id == Example.character_id)
@@ -162,8 +170,16 @@ def run_examples(actor: Actor | None, run_id: int, kind: str | None = None, offs
     cut = label_store.threshold()
     return [ExampleRow(e.id, e.kind.value, name or "", e.target_emotion, e.text, e.context,
                        label_store.labels_from_scores(scores.get(e.id, {}), cut), scores.get(e.id, {}),
-                       [f"{n} ({a})" for n, a in oot.get(e.id, [])], e.expressiveness, (e.meta or {}).get("flags", []))
+                       [f"{n} ({a})" for n, a in oot.get(e.id, [])], e.expressiveness, (e.meta or {}).get("flags", []),
+                       _provenance(e))
             for e, name in rows], total
+
+
+def _provenance(example: Example) -> str:
+    meta = example.meta or {}
+    versions = ", ".join(f"{stage} v{v}" for stage, v in sorted((meta.get("templates") or {}).items()))
+    return (f"story {example.story_id} · {meta.get('model', '?')} · seed {meta.get('seed', '?')} · {versions}"
+            + (f" · from #{example.parent_id}" if example.parent_id else ""))
 
 
 # --------------------------------------------------------------------------- comparing runs

@@ -317,6 +317,8 @@ def store_contextual(ctx: StageContext, session: Session, chains: list[ContextCh
         if own & set(in_text):
             flags.append("utterance_names_emotion")
         flagged += bool(flags)
+        if _repeats(text, context):  # a tiny teacher may echo the context (or the title) as the utterance
+            flags.append("utterance_repeats_context")
         example = Example(
             kind=ExampleKind.contextual, text=text, context=context, raw_context=" ".join(raw.parsed["context"].split()),
             character_id=chain.character.id, passage_id=chain.example.passage_id, story_id=chain.example.story_id,
@@ -337,6 +339,11 @@ def store_contextual(ctx: StageContext, session: Session, chains: list[ContextCh
                                    llm_request_id=suggestion.llm_request_id))
         added += 1
     return added, flagged
+
+
+def _repeats(text: str, context: str) -> bool:
+    plain = text.casefold().removeprefix("situation:").strip()
+    return bool(plain) and plain in context.casefold()
 
 
 def _suggestions_by_example(session: Session, example_ids: list[int]) -> dict[int, list[Suggestion]]:

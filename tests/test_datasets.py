@@ -364,3 +364,14 @@ def test_freeze_job_for_large_selections(admin, monkeypatch):
     again = versions.enqueue_freeze(admin, "queued again", selection, seed=5, licence="mit")
     worker.serve(once=True)
     assert jobs.get_job(admin, again).result == {**job.result, "existed": True}
+
+
+def test_card_warns_when_one_story_leaves_dev_and_test_empty(admin, tmp_path):
+    [story] = make_stories(1)
+    for i in range(8):
+        add_example(f"Line {i} of the only story", {"joy": 0.9}, story_id=story)
+    version = versions.freeze(admin, "one story")
+    assert version.split_counts.get("train") == 8 and not version.split_counts.get("dev")
+    export.export_version(admin, version.id, tmp_path / "out", formats=("jsonl",), make_zip=False)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "**Warning:** dev and test are empty although asked for" in card

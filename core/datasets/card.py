@@ -152,6 +152,7 @@ def dataset_card(version_id: int, rows, files: dict[str, list[str]]) -> str:
         f"{config.get('stratification', 'as imported')}; kept together: "
         f"{', '.join(config.get('grouping', [])) or 'n/a'} (no story or near-duplicate cluster spans two splits; "
         f"{config.get('duplicate_cluster_members', 0):,} examples were in a duplicate cluster when frozen).",
+        *_empty_split_warning(config.get("ratios", {}), split_counts),
         "",
         "## Labels per split",
         "",
@@ -202,3 +203,13 @@ def dataset_card(version_id: int, rows, files: dict[str, list[str]]) -> str:
     out += ["", "Load the `datasets` folder with `datasets.load_from_disk('hf_datasets')` and Parquet with "
             "`pandas.read_parquet('parquet/train.parquet')`.", ""]
     return "\n".join(out)
+
+
+def _empty_split_warning(ratios: dict[str, float], split_counts: dict[str, int]) -> list[str]:
+    """Say so when a split that was asked for got nothing: too few groups (stories, clusters) to deal out."""
+    empty = [s for s in SPLITS if ratios.get(s, 0) > 0 and not split_counts.get(s, 0)]
+    if not empty:
+        return []
+    return ["", f"**Warning:** {' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty although asked for: "
+                "the examples form too few groups that must stay together (stories, duplicate clusters) to fill "
+                "every split. Add stories or use a separate evaluation set."]

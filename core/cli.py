@@ -6,6 +6,10 @@
     python -m core.cli --user admin jobs
     python -m core.cli --user admin users add ann --role annotator
     python -m core.cli --user admin export 3 --out ./my-dataset [--formats jsonl,parquet]
+    python -m core.cli --user admin train 3 --epochs 3 --lr 8e-5 [--per-label-thresholds]
+    python -m core.cli --user admin label-issues 3 --folds 5
+    python -m core.cli --user admin models
+    python -m core.cli --user admin export-model 1 --out ./my-model
 
 The acting user's password comes from EMOFORGE_PASSWORD (or a prompt), so every command is
 checked against that user's role exactly as in the app.
@@ -96,6 +100,46 @@ def cmd_export(actor: auth.Actor, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.train import jobs as train_jobs
+
+    settings = {"epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch_size,
+                "max_length": args.max_length, "pooling": args.pooling, "pos_weight": args.pos_weight,
+                "soft_labels": args.soft_labels, "per_label_thresholds": args.per_label_thresholds,
+                "base_model": args.base_model, "seed": args.seed, "max_steps": args.max_steps}
+    run_id = train_jobs.start_classifier_run(actor, args.version, settings, model_name=args.name)
+    print(f"training run {run_id} queued (run `python -m core.worker`; follow it on the Train page)")
+    return 0
+
+
+def cmd_label_issues(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.train import label_issues
+
+    job_id = label_issues.enqueue_label_issues(actor, args.version, {"folds": args.folds, "epochs": args.epochs,
+                                                                     "max_steps": args.max_steps})
+    print(f"job {job_id} queued: cross-validated label-issue scores of version {args.version}")
+    return 0
+
+
+def cmd_models(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.train import registry
+
+    for m in registry.models_for_page(actor, "train"):
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in m.metrics.items()
+                            if k.endswith("macro_f1") and isinstance(v, (int, float)))
+        print(f"{m.id:>4}  {m.kind:<11}  {m.name}  ({len(m.labels)} labels{'; ' + figures if figures else ''})")
+    return 0
+
+
+def cmd_export_model(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.train import registry
+
+    auth.require_admin(actor)
+    folder = registry.export_model(args.model, args.out)
+    print(f"model {args.model} written to {folder} (a Hugging Face model folder)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,6 +180,37 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--formats", default="", help="comma-separated: jsonl,csv,parquet,hf_datasets,goemotions_tsv")
     exp.add_argument("--zip", action="store_true", help="also write <out>.zip")
     exp.set_defaults(run=cmd_export)
+
+    trn = sub.add_parser("train", help="queue a classifier training run on a dataset version")
+    trn.add_argument("version", type=int, help="dataset version id")
+    trn.add_argument("--epochs", type=float, default=3.0)
+    trn.add_argument("--lr", type=float, default=8e-5, help="encoder learning rate")
+    trn.add_argument("--batch-size", type=int, default=32)
+    trn.add_argument("--max-length", type=int, default=64)
+    trn.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: the epochs decide)")
+    trn.add_argument("--pooling", choices=["mean", "cls"], default="mean")
+    trn.add_argument("--pos-weight", choices=["none", "sqrt", "linear"], default="sqrt")
+    trn.add_argument("--soft-labels", action="store_true", help="BCE on the frozen scores")
+    trn.add_argument("--per-label-thresholds", action="store_true")
+    trn.add_argument("--base-model", default="", help="a Hugging Face encoder folder (default: all-MiniLM-L6-v2)")
+    trn.add_argument("--seed", type=int, default=13)
+    trn.add_argument("--name", default="", help="name of the registered model")
+    trn.set_defaults(run=cmd_train)
+
+    iss = sub.add_parser("label-issues", help="queue cross-validated label-issue scores (cleanlab) of a version")
+    iss.add_argument("version", type=int)
+    iss.add_argument("--folds", type=int, default=5)
+    iss.add_argument("--epochs", type=float, default=2.0)
+    iss.add_argument("--max-steps", type=int, default=0)
+    iss.set_defaults(run=cmd_label_issues)
+
+    mdl = sub.add_parser("models", help="list the registered models")
+    mdl.set_defaults(run=cmd_models)
+
+    exm = sub.add_parser("export-model", help="write a registered model as a Hugging Face model folder")
+    exm.add_argument("model", type=int, help="model id (see `models`)")
+    exm.add_argument("--out", required=True)
+    exm.set_defaults(run=cmd_export_model)
 
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
     add = users.add_parser("add", help="add a user (password from EMOFORGE_NEW_PASSWORD or a prompt)")

@@ -28,7 +28,8 @@ log = logging.getLogger("emoforge.worker")
 # Modules whose import registers job handlers (`@jobs.handler("kind")`).
 HANDLER_MODULES = ["core.corpus", "core.llm.jobs", "core.pipeline.run", "core.pipeline.annotate",
                    "core.review.campaigns", "core.curate.signals", "core.datasets.importing",
-                   "core.datasets.export", "core.datasets.versions", "core.curate.actions"]
+                   "core.datasets.export", "core.datasets.versions", "core.curate.actions",
+                   "core.train.jobs", "core.train.label_issues"]
 
 
 class WorkerStopping(Exception):

@@ -541,6 +541,7 @@ class TrainingRun(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus), default=RunStatus.queued)
     checkpoint_path: Mapped[Optional[str]] = mapped_column(String(1000))
+    job_id: Mapped[Optional[int]] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))  # latest job
     created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[Optional[datetime]]

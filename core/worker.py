@@ -29,7 +29,8 @@ log = logging.getLogger("emoforge.worker")
 HANDLER_MODULES = ["core.corpus", "core.llm.jobs", "core.pipeline.run", "core.pipeline.annotate",
                    "core.review.campaigns", "core.curate.signals", "core.datasets.importing",
                    "core.datasets.export", "core.datasets.versions", "core.curate.actions",
-                   "core.train.jobs", "core.train.label_issues"]
+                   "core.train.jobs", "core.train.label_issues", "core.train.contrastive",
+                   "core.train.evaluate", "core.train.baselines"]
 
 
 class WorkerStopping(Exception):

@@ -1,0 +1,762 @@
+"""Contrastive distillation: a compact text encoder that predicts zero-shot over any label set.
+
+Texts and label descriptions live in one embedding space (mean-pooled, L2-normalised encoder
+outputs). A text's score for a label is the cosine between the text and the label's prototype,
+the mean embedding of several wordings of the label (its name, "feeling <name>", its description,
+"<name>: <description>"); a learned scale and bias turn the cosine into a probability.
+
+Training (the losses, and why):
+- label-prototype loss: every step embeds EVERY label of the training taxonomy (one random wording
+  each), and scores each text of the batch against all of them: softmax cross-entropy over the
+  labels (target spread over the text's labels) plus binary cross-entropy on the scaled cosine
+  (learned temperature and bias). All labels are negatives for a text except its own, so two texts
+  sharing a label are never pushed apart (in-batch text-vs-text negatives would do exactly that);
+- descriptor InfoNCE: each text against its own descriptor (the teacher's free-text description, or
+  its labels' names and descriptions reworded), with the other descriptors of the batch as
+  negatives, except those of texts with the same labels (false negatives are masked out).
+Varying the wording of labels and descriptors makes the encoder read descriptions instead of
+memorising the training label strings, which is what lets it score label sets it never saw.
+
+The decision rule for multi-label sets is calibrated on the TRAINING taxonomy's dev split (never on
+a target set): "margin", every label whose cosine is within d of the top label's (the top label
+always), d chosen for the best dev macro-F1. A cosine threshold ("threshold": the top label plus every
+label reaching t) is available, but absolute cosine levels differ from one label set and one domain
+to the next, so it carries over less well to label sets the model never saw. Single-label sets take
+the top label.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import jobs
+
+CONFIG_FILE = "emoforge_contrastive.json"
+ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+# Wordings of a label seen in training (one picked at random per label and step) and averaged at prediction.
+TEMPLATES_NAME = ("{name}", "feeling {name}", "a text expressing {name}")
+TEMPLATES_DESCRIBED = ("{name}: {description}", "{description}", "feeling {name}. {description}")
+
+
+@dataclass
+class ContrastiveConfig:
+    base_model: str = ""  # encoder folder; "" = the bundled all-MiniLM-L6-v2
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0: stop after this many steps (overrides epochs)
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_length: int = 64
+    label_max_length: int = 48
+    softmax_weight: float = 1.0
+    bce_weight: float = 1.0
+    descriptor_weight: float = 0.5
+    frozen_layers: int = 0  # lower transformer layers kept frozen (the word embeddings always are)
+    init_scale: float = 20.0
+    init_bias: float = -8.0
+    head_learning_rate: float = 1e-2  # scale and bias
+    seed: int = 13
+    log_every: int = 10
+    checkpoint_every: int = 200
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ContrastiveConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    text: str
+    labels: tuple[int, ...]  # positions in the training label list
+    context: str | None = None
+    descriptors: tuple[str, ...] = ()  # teacher descriptions; label-made ones are added in training
+
+
+@dataclass
+class Rule:
+    """How scores become labels on a multi-label set (calibrated on the training taxonomy's dev split)."""
+
+    kind: str = "margin"  # margin | threshold
+    value: float = 0.05
+    dev_macro_f1: float | None = None
+
+    def apply(self, cosines: np.ndarray) -> np.ndarray:
+        return apply_rule(cosines, self.kind, self.value)
+
+
+def apply_rule(scores: np.ndarray, kind: str, value: float) -> np.ndarray:
+    """0/1 decisions: the top label always, plus those at or above `value` (threshold) or within `value` of
+    the top score (margin)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return np.zeros(scores.shape, dtype=np.int8)
+    if kind == "threshold":
+        out = (scores >= value).astype(np.int8)
+    elif kind == "margin":
+        out = (scores >= scores.max(axis=1, keepdims=True) - value).astype(np.int8)
+    else:
+        raise ValueError(f"unknown decision rule {kind!r}")
+    out[np.arange(len(scores)), scores.argmax(axis=1)] = 1
+    return out
+
+
+RULE_GRIDS = {"threshold": np.round(np.arange(-0.2, 0.95, 0.01), 3), "margin": np.round(np.arange(0.0, 0.3, 0.0025), 4)}
+
+
+def calibrate_rule(scores: np.ndarray, y: np.ndarray, kinds: Sequence[str] = ("margin",)) -> Rule:
+    """The rule (of the families `kinds`) with the best macro-F1 of `scores` against `y` (a dev split).
+
+    The default family is the margin: a cosine threshold calibrated on one label set does not carry over
+    to another (each set's prototypes sit at their own cosine levels, and texts of another domain too),
+    while "within d of the top label" compares a text's labels with each other only."""
+    from sklearn.metrics import f1_score
+
+    best = Rule(kinds[0], 0.0, -1.0)
+    for kind in kinds:
+        grid = RULE_GRIDS[kind]
+        lo, hi = float(np.min(scores)), float(np.max(scores))
+        if kind == "threshold":
+            grid = grid[(grid >= lo - 0.01) & (grid <= hi + 0.01)]
+        for value in grid:
+            f1 = float(f1_score(y, apply_rule(scores, kind, float(value)), average="macro", zero_division=0))
+            if f1 > (best.dev_macro_f1 or -1.0) + 1e-12:
+                best = Rule(kind, float(value), f1)
+    return best
+
+
+def label_wordings(name: str, description: str = "") -> list[str]:
+    name = " ".join(name.replace("_", " ").split())
+    description = " ".join((description or "").split())
+    wordings = [t.format(name=name) for t in TEMPLATES_NAME]
+    if description:
+        wordings += [t.format(name=name, description=description) for t in TEMPLATES_DESCRIBED]
+    return wordings
+
+
+def label_descriptors(names: Sequence[str], descriptions: Sequence[str], rng: random.Random) -> str:
+    """A descriptor made from a text's labels, worded at random ("feeling joy and relief", descriptions...)."""
+    names = [" ".join(n.replace("_", " ").split()) for n in names]
+    style = rng.randrange(4)
+    if style == 0:
+        return " and ".join(names)
+    if style == 1:
+        return "feeling " + ", ".join(names)
+    if style == 2 and any(descriptions):
+        return " ".join(d for d in descriptions if d)
+    return "; ".join(f"{n}: {d}" if d else n for n, d in zip(names, descriptions))
+
+
+def text_input(text: str, context: str | None, sep: str) -> str:
+    """The utterance first, then its context: truncation cuts the context, never the utterance."""
+    return f"{text} {sep} {context}" if context else text
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class ContrastiveModel:
+    """Encoder + scale/bias. `predict` scores texts against ANY label set (names and descriptions)."""
+
+    kind = "contrastive"
+
+    def __init__(self, path: str | Path, *, scale: float = 20.0, bias: float = -8.0, rule: Rule | None = None,
+                 labels: list[str] | None = None, descriptions: list[str] | None = None,
+                 max_length: int = 64, label_max_length: int = 48, device: str | None = None):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = Path(path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.encoder = AutoModel.from_pretrained(str(path)).to(self.device)
+        self.encoder.eval()
+        self.log_scale = torch.nn.Parameter(torch.tensor(math.log(scale), device=self.device))
+        self.bias = torch.nn.Parameter(torch.tensor(float(bias), device=self.device))
+        self.rule = rule or Rule()
+        self.labels = list(labels or [])
+        self.descriptions = list(descriptions or [""] * len(self.labels))
+        self.max_length, self.label_max_length = max_length, label_max_length
+
+    # ----- embedding
+
+    def _embed(self, texts: Sequence[str], max_length: int):
+        import torch
+
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
+                               return_tensors="pt").to(self.device)
+        hidden = self.encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def embed_texts(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None,
+                    batch_size: int = 128) -> np.ndarray:
+        import torch
+
+        contexts = list(contexts) if contexts is not None else [None] * len(texts)
+        inputs = [text_input(t, c, self.tokenizer.sep_token) for t, c in zip(texts, contexts)]
+        order = np.argsort([len(t) for t in inputs])  # similar lengths together: less padding
+        out = np.zeros((len(inputs), self.encoder.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(inputs), batch_size):
+                index = order[start:start + batch_size]
+                out[index] = self._embed([inputs[i] for i in index], self.max_length).float().cpu().numpy()
+        return out
+
+    def label_prototypes(self, names: Sequence[str], descriptions: Sequence[str] | None = None) -> np.ndarray:
+        """One unit vector per label: the mean embedding of the label's wordings."""
+        import torch
+
+        descriptions = list(descriptions) if descriptions is not None else [""] * len(names)
+        wordings = [label_wordings(n, d) for n, d in zip(names, descriptions)]
+        flat = [w for ws in wordings for w in ws]
+        with torch.inference_mode():
+            vectors = self._embed(flat, self.label_max_length).float().cpu().numpy()
+        out, start = np.zeros((len(names), vectors.shape[1]), dtype=np.float32), 0
+        for i, ws in enumerate(wordings):
+            mean = vectors[start:start + len(ws)].mean(0)
+            out[i] = mean / max(np.linalg.norm(mean), 1e-9)
+            start += len(ws)
+        return out
+
+    def cosines(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None,
+                label_names: Sequence[str] | None = None,
+                label_descriptions: Sequence[str] | None = None) -> np.ndarray:
+        names, descriptions = self._label_set(label_names, label_descriptions)
+        return self.embed_texts(texts, contexts) @ self.label_prototypes(names, descriptions).T
+
+    def probabilities(self, cosines: np.ndarray) -> np.ndarray:
+        scale, bias = float(self.log_scale.detach().exp()), float(self.bias.detach())
+        return 1.0 / (1.0 + np.exp(-(scale * cosines + bias)))
+
+    def predict(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None,
+                label_names: Sequence[str] | None = None,
+                label_descriptions: Sequence[str] | None = None) -> np.ndarray:
+        """Probability of each label (columns in the order of `label_names`; default: the training labels)."""
+        return self.probabilities(self.cosines(texts, contexts, label_names, label_descriptions))
+
+    def decide(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None,
+               label_names: Sequence[str] | None = None, label_descriptions: Sequence[str] | None = None,
+               multi_label: bool = True) -> np.ndarray:
+        cos = self.cosines(texts, contexts, label_names, label_descriptions)
+        if not multi_label:
+            out = np.zeros(cos.shape, dtype=np.int8)
+            out[np.arange(len(cos)), cos.argmax(1)] = 1
+            return out
+        return self.rule.apply(cos)
+
+    def _label_set(self, names, descriptions) -> tuple[list[str], list[str]]:
+        if names is None:
+            return self.labels, self.descriptions
+        names = list(names)
+        descriptions = list(descriptions) if descriptions is not None else [""] * len(names)
+        if len(descriptions) != len(names):
+            raise ValueError("give one description per label (an empty string for none)")
+        if not names:
+            raise ValueError("the label set is empty")
+        return names, descriptions
+
+    # ----- files
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """A Hugging Face model folder (encoder + tokenizer), readable by sentence-transformers too, plus
+        emoforge_contrastive.json (scale, bias, decision rule, training labels)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        _copy_sentence_transformers_files(self.path, path)
+        meta = {"kind": "contrastive", "scale": float(self.log_scale.detach().exp()), "bias": float(self.bias.detach()),
+                "rule": asdict(self.rule), "labels": self.labels, "descriptions": self.descriptions,
+                "max_length": self.max_length, "label_max_length": self.label_max_length,
+                "templates": {"name": TEMPLATES_NAME, "described": TEMPLATES_DESCRIBED}, **(extra or {})}
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> ContrastiveModel:
+        path = Path(path)
+        meta_file = path / CONFIG_FILE
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        rule = Rule(**meta["rule"]) if meta.get("rule") else None
+        return cls(path, scale=meta.get("scale", 20.0), bias=meta.get("bias", -8.0), rule=rule,
+                   labels=meta.get("labels"), descriptions=meta.get("descriptions"),
+                   max_length=meta.get("max_length", 64), label_max_length=meta.get("label_max_length", 48),
+                   device=device)
+
+
+def _copy_sentence_transformers_files(source: Path, target: Path) -> None:
+    if source.resolve() == target.resolve():
+        return
+    for name in ST_FILES:
+        if (source / name).exists():
+            shutil.copy2(source / name, target / name)
+    pooling = source / "1_Pooling"
+    if pooling.is_dir():
+        shutil.copytree(pooling, target / "1_Pooling", dirs_exist_ok=True)
+
+
+def default_base_model() -> str:
+    from core.models_setup import ensure_student
+
+    return str(ensure_student())
+
+
+# --------------------------------------------------------------------------- training
+
+
+def batches(examples: Sequence[TrainExample], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffled batches of similar-length texts (less padding), the same for a given (seed, epoch)."""
+    rng = random.Random(seed * 1000 + epoch)
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    out = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: len(examples[i].text))
+        out += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+@dataclass
+class StepReport:
+    step: int
+    total_steps: int
+    epoch: float
+    losses: dict[str, float]
+    examples_per_s: float
+    scale: float
+    bias: float
+
+
+@dataclass
+class TrainResult:
+    model: ContrastiveModel
+    steps: int
+    seconds: float
+    examples_per_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def total_steps(n_examples: int, config: ContrastiveConfig) -> int:
+    per_epoch = math.ceil(n_examples / config.batch_size)
+    return config.max_steps if config.max_steps > 0 else max(1, math.ceil(per_epoch * config.epochs))
+
+
+def train(examples: Sequence[TrainExample], label_names: Sequence[str], label_descriptions: Sequence[str],
+          config: ContrastiveConfig, *, checkpoint_dir: str | Path | None = None,
+          on_step: Callable[[StepReport], bool] | None = None,
+          on_checkpoint: Callable[[int, Path], None] | None = None) -> TrainResult:
+    """Train the encoder. `on_step` is called every `log_every` steps (return False to stop: cancel);
+    with `checkpoint_dir`, a checkpoint is written every `checkpoint_every` steps and training resumes
+    from the latest one found there."""
+    import torch
+
+    if not examples:
+        raise ValueError("no training example")
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    base = config.base_model or default_base_model()
+    model = ContrastiveModel(base, scale=config.init_scale, bias=config.init_bias, labels=list(label_names),
+                             descriptions=list(label_descriptions), max_length=config.max_length,
+                             label_max_length=config.label_max_length)
+    encoder = model.encoder
+    _freeze(encoder, config.frozen_layers)
+    steps = total_steps(len(examples), config)
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([
+        {"params": params, "lr": config.learning_rate, "weight_decay": config.weight_decay},
+        {"params": [model.log_scale, model.bias], "lr": config.head_learning_rate, "weight_decay": 0.0},
+    ])
+    warmup = int(steps * config.warmup_ratio)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule, lambda _: 1.0])
+    step = 0
+    if checkpoint_dir is not None:
+        step = _resume(Path(checkpoint_dir), model, optimizer, scheduler)
+        rng.seed(config.seed * 7919 + step)
+
+    names, descriptions = list(label_names), list(label_descriptions)
+    label_words = [label_wordings(n, d) for n, d in zip(names, descriptions)]
+    sep = model.tokenizer.sep_token
+    per_epoch = math.ceil(len(examples) / config.batch_size)
+    history: list[dict[str, Any]] = []
+    window: dict[str, float] = {}
+    window_steps, window_examples, window_start = 0, 0, time.monotonic()
+    started, trained_examples = time.monotonic(), 0
+    encoder.train()
+    cancelled = False
+    epoch_batches: dict[int, list[list[int]]] = {}
+    while step < steps:
+        epoch, position = divmod(step, per_epoch)
+        if epoch not in epoch_batches:
+            epoch_batches = {epoch: batches(examples, config.batch_size, config.seed, epoch)}
+        batch = [examples[i] for i in epoch_batches[epoch][position]]
+        losses = _step_losses(model, batch, names, descriptions, label_words, sep, config, rng)
+        loss = losses["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            model.log_scale.clamp_(math.log(1.0), math.log(100.0))
+        step += 1
+        trained_examples += len(batch)
+        window_steps += 1
+        window_examples += len(batch)
+        for key, value in losses.items():
+            window[key] = window.get(key, 0.0) + float(value.detach())
+        if step % config.log_every == 0 or step == steps:
+            elapsed = time.monotonic() - window_start
+            report = StepReport(step, steps, step / per_epoch, {k: v / window_steps for k, v in window.items()},
+                                window_examples / elapsed if elapsed > 0 else 0.0,
+                                float(model.log_scale.detach().exp()), float(model.bias.detach()))
+            history.append({"step": step, "epoch": report.epoch, **report.losses,
+                            "examples_per_s": report.examples_per_s})
+            window, window_steps, window_examples, window_start = {}, 0, 0, time.monotonic()
+            if on_step is not None and on_step(report) is False:
+                cancelled = True
+        if checkpoint_dir is not None and (step % config.checkpoint_every == 0 or cancelled) and step < steps:
+            path = _save_checkpoint(Path(checkpoint_dir), step, model, optimizer, scheduler)
+            if on_checkpoint is not None:
+                on_checkpoint(step, path)
+        if cancelled:
+            break
+    encoder.eval()
+    seconds = time.monotonic() - started
+    return TrainResult(model, step, seconds, trained_examples / seconds if seconds > 0 else 0.0, history, cancelled)
+
+
+def _freeze(encoder, frozen_layers: int) -> None:
+    embeddings = getattr(encoder, "embeddings", None)
+    if embeddings is not None:
+        for p in embeddings.parameters():
+            p.requires_grad = False
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is not None:
+        for layer in list(layers)[:max(0, frozen_layers)]:
+            for p in layer.parameters():
+                p.requires_grad = False
+
+
+def _step_losses(model: ContrastiveModel, batch: list[TrainExample], names: list[str], descriptions: list[str],
+                 label_words: list[list[str]], sep: str, config: ContrastiveConfig, rng: random.Random) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    n_labels = len(names)
+    y = torch.zeros(len(batch), n_labels, device=model.device)
+    for row, example in enumerate(batch):
+        for label in example.labels:
+            y[row, label] = 1.0
+    texts = model._embed([text_input(e.text, e.context, sep) for e in batch], config.max_length)
+    prototypes = model._embed([rng.choice(words) for words in label_words], config.label_max_length)
+    cos = texts @ prototypes.T
+    scale = model.log_scale.exp()
+    logits = scale * cos
+    losses: dict[str, Any] = {}
+    total = torch.zeros((), device=model.device)
+    labelled = y.sum(1) > 0
+    if config.softmax_weight > 0 and labelled.any():
+        target = y[labelled] / y[labelled].sum(1, keepdim=True)
+        losses["softmax"] = -(target * F.log_softmax(logits[labelled], dim=1)).sum(1).mean()
+        total = total + config.softmax_weight * losses["softmax"]
+    if config.bce_weight > 0:
+        losses["bce"] = F.binary_cross_entropy_with_logits(logits + model.bias, y)
+        total = total + config.bce_weight * losses["bce"]
+    if config.descriptor_weight > 0 and len(batch) > 1:
+        chosen = []
+        for example in batch:
+            options = list(example.descriptors)
+            if example.labels:
+                options.append(label_descriptors([names[i] for i in example.labels],
+                                                 [descriptions[i] for i in example.labels], rng))
+            chosen.append(rng.choice(options) if options else None)
+        keep = [i for i, d in enumerate(chosen) if d]
+        if len(keep) > 1:
+            described = model._embed([chosen[i] for i in keep], config.label_max_length)
+            sim = scale * (texts[keep] @ described.T)
+            keys = [frozenset(batch[i].labels) if batch[i].labels else ("text", i) for i in keep]
+            same = torch.tensor([[a == b and i != j for j, b in enumerate(keys)] for i, a in enumerate(keys)],
+                                device=model.device)
+            sim = sim.masked_fill(same, float("-inf"))  # a text with the same labels is no negative
+            target = torch.arange(len(keep), device=model.device)
+            losses["descriptor"] = (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2
+            total = total + config.descriptor_weight * losses["descriptor"]
+    losses["loss"] = total
+    return losses
+
+
+def _save_checkpoint(folder: Path, step: int, model: ContrastiveModel, optimizer, scheduler) -> Path:
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"step-{step}.partial"
+    torch.save({"step": step, "encoder": model.encoder.state_dict(), "log_scale": model.log_scale.detach().cpu(),
+                "bias": model.bias.detach().cpu(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict()}, partial)
+    final = folder / f"step-{step}.pt"
+    os.replace(partial, final)
+    for old in folder.glob("step-*.pt"):  # keep the latest only
+        if old != final:
+            old.unlink(missing_ok=True)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1])) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+def _resume(folder: Path, model: ContrastiveModel, optimizer, scheduler) -> int:
+    import torch
+
+    path = latest_checkpoint(folder)
+    if path is None:
+        return 0
+    state = torch.load(path, map_location=model.device, weights_only=False)
+    model.encoder.load_state_dict(state["encoder"])
+    with torch.no_grad():
+        model.log_scale.copy_(state["log_scale"])
+        model.bias.copy_(state["bias"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["step"])
+
+
+# --------------------------------------------------------------------------- registry and worker job
+
+TRAIN_JOB = "train_contrastive"
+CANCEL_POLL_SECONDS = 2.0
+
+
+def load_predictor(path: str, record: Any = None) -> ContrastiveModel:
+    """The registry's loader for kind 'contrastive'."""
+    return ContrastiveModel.load(path)
+
+
+def start_contrastive_run(actor, version_id: int, settings: dict[str, Any] | None = None,
+                          model_name: str = "") -> int:
+    """Check the settings and the version now, queue the training job; returns the run id.
+
+    The run is a `training_runs` row of kind 'contrastive': the Train page lists, cancels and resumes it
+    like a classifier run (core.train.jobs.cancel_run / resume_run)."""
+    from sqlalchemy import func, select
+
+    from core.auth import require_admin
+    from core.train.jobs import run_dir
+    from db.models import DatasetMember, DatasetVersion, RunStatus, TrainingRun
+    from db.session import write_session
+
+    actor = require_admin(actor)
+    cfg = ContrastiveConfig.from_dict(settings)
+    base = cfg.base_model or default_base_model()
+    if not Path(base).is_dir():
+        raise ValueError(f"the base model folder {base} does not exist")
+    if cfg.batch_size < 2 or cfg.learning_rate <= 0 or (cfg.epochs <= 0 and cfg.max_steps <= 0):
+        raise ValueError("batch size must be at least 2, the learning rate and the epochs (or steps) positive")
+    with write_session() as s:
+        version = s.get(DatasetVersion, version_id)
+        if version is None:
+            raise ValueError(f"no dataset version {version_id}")
+        counts = dict(s.execute(select(DatasetMember.split, func.count()).where(
+            DatasetMember.version_id == version_id).group_by(DatasetMember.split)).tuples().all())
+        if not counts.get("train") or not counts.get("dev"):
+            raise ValueError(f"dataset version {version.name!r} needs train and dev examples "
+                             f"(it has {counts.get('train', 0)} and {counts.get('dev', 0)})")
+        stored = cfg.to_dict()
+        stored["model_name"] = model_name.strip() or f"contrastive {version.name}"
+        run = TrainingRun(kind="contrastive", version_id=version_id, base_model=base, config=stored,
+                          status=RunStatus.queued, created_by_id=actor.id)
+        s.add(run)
+        s.flush()
+        run.checkpoint_path = str(run_dir(run.id) / "checkpoints")
+        run.job_id = jobs.enqueue(actor, TRAIN_JOB, {"run_id": run.id},
+                                  title=f"Train contrastive model (run {run.id})", session=s)
+        return run.id
+
+
+def teacher_descriptors(example_ids: Sequence[int]) -> dict[int, list[str]]:
+    """example id -> the teacher's free-text descriptors of it (table `descriptors`)."""
+    from sqlalchemy import select
+
+    from db.models import Descriptor
+    from db.session import read_session
+
+    found: dict[int, list[str]] = {}
+    ids = list(example_ids)
+    with read_session() as s:
+        for start in range(0, len(ids), 500):
+            rows = s.execute(select(Descriptor.example_id, Descriptor.text).where(
+                Descriptor.example_id.in_(ids[start:start + 500]), Descriptor.agent.startswith("teacher:"))
+                .order_by(Descriptor.id)).tuples()
+            for example_id, text in rows:
+                if text and text.strip():
+                    found.setdefault(example_id, []).append(text.strip())
+    return found
+
+
+def label_descriptions(version_id: int, names: Sequence[str]) -> list[str]:
+    from sqlalchemy import select
+
+    from db.models import DatasetVersion, Label
+    from db.session import read_session
+
+    with read_session() as s:
+        version = s.get(DatasetVersion, version_id)
+        described = dict(s.execute(select(Label.name, Label.description).where(
+            Label.taxonomy_id == version.taxonomy_id)).tuples().all()) if version else {}
+    return [described.get(n, "") or "" for n in names]
+
+
+def version_examples(split, descriptors: dict[int, list[str]]) -> list[TrainExample]:
+    contexts = split.contexts or [None] * len(split)
+    return [TrainExample(text, tuple(int(j) for j in np.flatnonzero(row)), context,
+                         tuple(descriptors.get(example_id, ())))
+            for text, row, context, example_id in zip(split.texts, split.targets, contexts, split.ids)]
+
+
+def _set_run(run_id: int, status, **values: Any) -> None:
+    from db.models import TrainingRun
+    from db.session import write_session
+
+    with write_session() as s:
+        run = s.get(TrainingRun, run_id)
+        if run is not None:
+            run.status = status
+            for key, value in values.items():
+                setattr(run, key, value)
+
+
+@jobs.handler(TRAIN_JOB)
+def run_contrastive_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    """Train, calibrate the decision rule on dev, evaluate dev / test, save and register the model."""
+    from core.train import evaluate, registry
+    from core.train.data import load_version
+    from core.train.external import EvalSet
+    from core.train.jobs import run_dir
+    from db.models import RunStatus, TrainingMetric, TrainingRun, utcnow
+    from db.session import write_session
+
+    run_id = int(ctx.payload["run_id"])
+    with write_session() as s:
+        run = s.get(TrainingRun, run_id)
+        if run is None:
+            raise jobs.JobFailed(f"training run {run_id} was deleted")
+        run.status = RunStatus.running
+        stored = dict(run.config or {})
+        version_id, base = run.version_id, run.base_model
+    if version_id is None:
+        _set_run(run_id, RunStatus.failed, finished_at=utcnow())
+        raise jobs.JobFailed("the dataset version of this run was deleted")
+    model_name = stored.pop("model_name", f"contrastive run {run_id}")
+    cfg = ContrastiveConfig.from_dict({**stored, "base_model": base})
+    folder = run_dir(run_id)
+    last_poll = [0.0]
+
+    def on_step(report: StepReport) -> bool:
+        values = {**report.losses, "examples_per_s": report.examples_per_s, "scale": report.scale}
+        with ctx.batch() as s:
+            s.add_all([TrainingMetric(run_id=run_id, step=report.step, epoch=report.epoch, split="train", name=k,
+                                      value=float(v)) for k, v in values.items()])
+            ctx.advance(s, max(0, report.step - ctx.done), checkpoint={"step": report.step},
+                        note=f"step {report.step}/{report.total_steps}: loss {report.losses['loss']:.4g}")
+        now = time.monotonic()
+        if now - last_poll[0] >= CANCEL_POLL_SECONDS:
+            last_poll[0] = now
+            return not ctx.cancel_requested()
+        return True
+
+    def on_checkpoint(step: int, path: Path) -> None:
+        with write_session() as s:
+            run = s.get(TrainingRun, run_id)
+            if run is not None:
+                run.checkpoint_path = str(path)
+
+    try:
+        data = load_version(version_id)
+        names = data.labels
+        descriptions = label_descriptions(version_id, names)
+        train_split, dev = data.splits["train"], data.splits.get("dev")
+        if dev is None or not len(dev):
+            raise jobs.JobFailed("the version has no dev example to calibrate the decision rule on")
+        examples = version_examples(train_split, teacher_descriptors(train_split.ids))
+        steps = total_steps(len(examples), cfg)
+        described = sum(1 for e in examples if e.descriptors)
+        ctx.set_progress(min(ctx.done, steps), steps,
+                         note=f"{len(examples):,} train texts ({described:,} with teacher descriptors), {steps} steps")
+        result = train(examples, names, descriptions, cfg, checkpoint_dir=folder / "checkpoints", on_step=on_step,
+                       on_checkpoint=on_checkpoint)
+        if result.cancelled:
+            _set_run(run_id, RunStatus.cancelled)
+            raise jobs.JobCancelled()
+        model = result.model
+        dev_cos = model.cosines(dev.texts, dev.contexts, names, descriptions)
+        model.rule = calibrate_rule(dev_cos, dev.targets.astype(np.int8))
+        sets = {"dev": dev}
+        if data.splits.get("test") is not None and len(data.splits["test"]):
+            sets["test"] = data.splits["test"]
+        multi = True
+        results = {}
+        for split_name, split in sets.items():
+            evalset = EvalSet(f"{data.name}/{split_name}", names, descriptions, split.texts,
+                              (split.targets >= 0.5).astype(np.int8), multi, split.contexts)
+            results[split_name] = evaluate.figures(evalset, evaluate.score(model, evalset))
+        with ctx.batch() as s:
+            for split_name, figs in results.items():
+                s.add_all([TrainingMetric(run_id=run_id, step=result.steps, epoch=result.steps / max(1, steps) *
+                                          (cfg.epochs if cfg.max_steps <= 0 else 1.0), split=split_name, name=k,
+                                          value=float(figs[k])) for k in ("macro_f1", "micro_f1")])
+            ctx.advance(s, 0, note="saving the model")
+        path = model.save(folder / "model", extra={"run_id": run_id, "version_id": version_id})
+    except (jobs.JobCancelled, jobs.LeaseLost, jobs.JobFailed):
+        raise
+    except Exception:
+        _set_run(run_id, RunStatus.failed, finished_at=utcnow())
+        raise
+    except BaseException:
+        _set_run(run_id, RunStatus.queued)  # a stopping worker: the job goes back to the queue
+        raise
+    metrics = {"dev_macro_f1": results["dev"]["macro_f1"], "dev_micro_f1": results["dev"]["micro_f1"],
+               "rule": asdict(model.rule), "steps": result.steps, "train_examples_per_s": round(result.examples_per_s, 2),
+               "train_seconds": round(result.seconds, 1), "train_examples": len(examples),
+               "train_described": described}
+    if "test" in results:
+        metrics.update(test_macro_f1=results["test"]["macro_f1"], test_micro_f1=results["test"]["micro_f1"])
+    model_id = registry.register_model(
+        "contrastive", registry.free_name(model_name), path, names, {"rule": asdict(model.rule)},
+        {**cfg.to_dict(), "version_id": version_id, "version_name": data.name, "descriptions": descriptions},
+        metrics, run_id=run_id, dataset_hash=data.content_hash)
+    for split_name, figs in results.items():
+        evaluate.store_evaluation(model_id, f"version {version_id}/{split_name}",
+                                  {**figs, "source": {"source": "version", "version_id": version_id,
+                                                      "split": split_name}}, None)
+    _set_run(run_id, RunStatus.succeeded, finished_at=utcnow())
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    return {"run_id": run_id, "model_id": model_id, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+

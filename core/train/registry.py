@@ -49,6 +49,13 @@ CARD_FILE = "emoforge_model.json"
 _CACHE_SIZE = 3
 
 
+class UnknownModel(ValueError, KeyError):
+    """No registered model has this id (a ValueError for pages and the CLI, a KeyError for lookups)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown model"
+
+
 @dataclass
 class ModelRecord:
     id: int
@@ -123,7 +130,7 @@ def update_metrics(model_id: int, metrics: dict[str, Any]) -> None:
     with write_session() as s:
         model = s.get(Model, model_id)
         if model is None:
-            raise KeyError(f"no model {model_id}")
+            raise UnknownModel(f"no model {model_id}")
         model.metrics = {**(model.metrics or {}), **_jsonable(metrics)}
 
 
@@ -140,7 +147,7 @@ def get_model(model_id: int) -> ModelRecord:
     with read_session() as s:
         model = s.get(Model, model_id)
         if model is None:
-            raise KeyError(f"no model {model_id}")
+            raise UnknownModel(f"no model {model_id}")
         record = _record(model)
         record.evaluations = [
             {"id": e.id, "benchmark": e.benchmark, "taxonomy_id": e.taxonomy_id, "figures": e.figures,
@@ -155,7 +162,7 @@ def delete_model(actor: Actor | None, model_id: int, remove_files: bool = False)
     with write_session() as s:
         model = s.get(Model, model_id)
         if model is None:
-            raise KeyError(f"no model {model_id}")
+            raise UnknownModel(f"no model {model_id}")
         path = Path(model.path)
         s.delete(model)
     _forget(model_id)

@@ -10,6 +10,9 @@
     python -m core.cli --user admin label-issues 3 --folds 5
     python -m core.cli --user admin models
     python -m core.cli --user admin export-model 1 --out ./my-model
+    python -m core.cli --user admin train-zeroshot 3 --epochs 1 [--steps 600]
+    python -m core.cli --user admin baselines [--teacher emotion6 --limit 100]
+    python -m core.cli --user admin evaluate 1 2 --set emotion6 --set semeval-ec [--version 3 --split test]
 
 The acting user's password comes from EMOFORGE_PASSWORD (or a prompt), so every command is
 checked against that user's role exactly as in the app.
@@ -140,6 +143,41 @@ def cmd_export_model(actor: auth.Actor, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_zeroshot(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.train import contrastive
+
+    settings = {"epochs": args.epochs, "max_steps": args.steps, "learning_rate": args.lr,
+                "batch_size": args.batch_size, "base_model": args.base_model, "seed": args.seed}
+    run_id = contrastive.start_contrastive_run(actor, args.version, settings, model_name=args.name)
+    print(f"contrastive training run {run_id} queued (run `python -m core.worker`; follow it on the Train page)")
+    return 0
+
+
+def cmd_evaluate(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.train import evaluate, external
+
+    specs = [evaluate.EvalSpec("builtin", name, args.split or external.SPLITS[name][-1], limit=args.limit)
+             for name in args.set or []]
+    specs += [evaluate.EvalSpec("version", split=args.split or "test", version_id=v, limit=args.limit)
+              for v in args.version or []]
+    job_id = evaluate.enqueue_evaluation(actor, args.models, specs, per_label=args.per_label_thresholds)
+    print(f"job {job_id} queued: {len(args.models)} model(s) on {', '.join(s.benchmark for s in specs)}")
+    return 0
+
+
+def cmd_baselines(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.train import baselines, external
+
+    if args.teacher:
+        spec = {"source": "builtin", "name": args.teacher, "split": external.SPLITS[args.teacher][-1]}
+        job_id = baselines.enqueue_teacher_baseline(actor, spec, limit=args.limit)
+        print(f"job {job_id} queued: the teacher's zero-shot labels on {args.limit} texts of {args.teacher}")
+    else:
+        job_id = baselines.enqueue_register_baselines(actor)
+        print(f"job {job_id} queued: register the embedding and NRC baselines")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -211,6 +249,33 @@ def build_parser() -> argparse.ArgumentParser:
     exm.add_argument("model", type=int, help="model id (see `models`)")
     exm.add_argument("--out", required=True)
     exm.set_defaults(run=cmd_export_model)
+
+    zs = sub.add_parser("train-zeroshot", help="queue a contrastive (zero-shot) training run on a dataset version")
+    zs.add_argument("version", type=int, help="dataset version id")
+    zs.add_argument("--epochs", type=float, default=1.0)
+    zs.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: the epochs decide)")
+    zs.add_argument("--lr", type=float, default=5e-5)
+    zs.add_argument("--batch-size", type=int, default=32)
+    zs.add_argument("--base-model", default="", help="encoder folder (default: the bundled all-MiniLM-L6-v2)")
+    zs.add_argument("--seed", type=int, default=13)
+    zs.add_argument("--name", default="", help="model name in the registry")
+    zs.set_defaults(run=cmd_train_zeroshot)
+
+    ev = sub.add_parser("evaluate", help="queue the evaluation of registered models on built-in sets or versions")
+    ev.add_argument("models", type=int, nargs="+", help="model ids (see `models`)")
+    ev.add_argument("--set", action="append", choices=["goemotions", "goemotions-ekman", "goemotions-sentiment",
+                                                       "emotion6", "semeval-ec"], help="a built-in set (repeat)")
+    ev.add_argument("--version", type=int, action="append", help="a dataset version id (repeat)")
+    ev.add_argument("--split", default="", help="split (default: test; dev for semeval-ec)")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N texts of each set")
+    ev.add_argument("--per-label-thresholds", action="store_true", help="classifiers: per-label thresholds")
+    ev.set_defaults(run=cmd_evaluate)
+
+    bl = sub.add_parser("baselines", help="queue the embedding and NRC baselines, or the teacher's zero-shot labels")
+    bl.add_argument("--teacher", choices=["goemotions", "goemotions-ekman", "goemotions-sentiment", "emotion6",
+                                          "semeval-ec"], help="label this built-in set with the teacher LLM")
+    bl.add_argument("--limit", type=int, default=100, help="texts the teacher labels")
+    bl.set_defaults(run=cmd_baselines)
 
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
     add = users.add_parser("add", help="add a user (password from EMOFORGE_NEW_PASSWORD or a prompt)")

@@ -222,3 +222,19 @@ def test_teacher_scores_keep_labels_of_the_set_only():
                                                     {"name": "joy", "score": 0.5}]}, ["anger", "joy"])
     assert scores.tolist() == [0.0, 0.8]
     assert baselines.teacher_scores(None, ["anger"]).tolist() == [0.0]
+
+
+def test_cli_queues_evaluations_baselines_and_zero_shot_training(admin, tmp_path, monkeypatch, capsys):
+    from core import cli, jobs
+
+    monkeypatch.setenv("EMOFORGE_PASSWORD", "admin-pass-123")
+    monkeypatch.setattr(external, "DEFAULT_DATA_DIR", write_sets(tmp_path / "data"))
+    model_id = registry.register_model("baseline", "nrc", "", [], config={"baseline": "nrc"})
+    assert cli.main(["--user", "admin", "evaluate", str(model_id), "--set", "emotion6", "--set", "semeval-ec",
+                     "--limit", "2"]) == 0
+    assert "emotion6/test (first 2), semeval-ec/dev (first 2)" in capsys.readouterr().out
+    assert cli.main(["--user", "admin", "baselines"]) == 0
+    assert cli.main(["--user", "admin", "baselines", "--teacher", "emotion6", "--limit", "5"]) == 0
+    assert cli.main(["--user", "admin", "train-zeroshot", "999"]) == 2
+    assert "no dataset version 999" in capsys.readouterr().err
+    assert [j.kind for j in jobs.list_jobs(admin)] == ["baseline_teacher", "register_baselines", "evaluate_model"]

@@ -173,8 +173,10 @@ def test_evaluation_job_stores_figures_and_compares_models(admin, tmp_path, monk
 def test_a_classifier_is_scored_on_groupings_of_its_labels():
     class Fixed:
         kind = "classifier"
-        labels = ["joy", "anger", "annoyance", "neutral"]
-        thresholds = {"global": 0.5}
+
+        def __init__(self):
+            self.labels = ["joy", "anger", "annoyance", "neutral"]
+            self.thresholds = {"global": 0.5}
 
         def predict(self, texts, contexts=None, label_names=None, label_descriptions=None):
             probs = np.array([[0.9, 0.1, 0.2, 0.0], [0.1, 0.3, 0.7, 0.1]])

@@ -13,7 +13,7 @@ from core.datasets import versions
 from core.train import contrastive as C
 from core.train import jobs as train_jobs
 from core.train import registry
-from db.models import Descriptor, Evaluation, Example, TrainingMetric
+from db.models import DatasetMember, Descriptor, Evaluation, Example, TrainingMetric
 from db.session import read_session, write_session
 from tests.curate_support import add_example, make_stories
 
@@ -196,7 +196,12 @@ def test_contrastive_job_trains_on_a_version_with_descriptors_cancels_resumes_an
     record = registry.get_model(run.model_id)
     assert record.kind == "contrastive" and record.name == "zs tiny"
     assert len(record.labels) == 28 and {"joy", "anger", "sadness"} <= set(record.labels)  # the GoEmotions taxonomy
-    assert record.metrics["train_described"] == 10 and record.thresholds["rule"]["kind"] in ("threshold", "margin")
+    with read_session() as session:
+        described_train = session.scalar(select(func.count()).select_from(DatasetMember).where(
+            DatasetMember.version_id == version_id, DatasetMember.split == "train",
+            DatasetMember.example_id.in_(ids[:10])))
+    assert record.metrics["train_described"] == described_train > 0  # the teacher's descriptors were used
+    assert record.thresholds["rule"]["kind"] == "margin"
     predictor = registry.load_predictor(run.model_id)
     probs = predictor.predict(["I am so happy today"], None, ["cheerful", "furious"], ["", ""])
     assert probs.shape == (1, 2)

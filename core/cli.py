@@ -109,7 +109,8 @@ def cmd_train(actor: auth.Actor, args: argparse.Namespace) -> int:
     settings = {"epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch_size,
                 "max_length": args.max_length, "pooling": args.pooling, "pos_weight": args.pos_weight,
                 "soft_labels": args.soft_labels, "per_label_thresholds": args.per_label_thresholds,
-                "base_model": args.base_model, "seed": args.seed, "max_steps": args.max_steps}
+                "base_model": args.base_model, "seed": args.seed, "max_steps": args.max_steps,
+                "freeze_embeddings": args.freeze_embeddings, "precision": args.precision}
     run_id = train_jobs.start_classifier_run(actor, args.version, settings, model_name=args.name)
     print(f"training run {run_id} queued (run `python -m core.worker`; follow it on the Train page)")
     return 0
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--pos-weight", choices=["none", "sqrt", "linear"], default="sqrt")
     trn.add_argument("--soft-labels", action="store_true", help="BCE on the frozen scores")
     trn.add_argument("--per-label-thresholds", action="store_true")
+    trn.add_argument("--freeze-embeddings", action="store_true", help="keep the word embeddings fixed (faster)")
+    trn.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     trn.add_argument("--base-model", default="", help="a Hugging Face encoder folder (default: all-MiniLM-L6-v2)")
     trn.add_argument("--seed", type=int, default=13)
     trn.add_argument("--name", default="", help="name of the registered model")

@@ -10,7 +10,7 @@ from core.auth import PermissionDenied
 from core.datasets import versions
 from core.train import jobs as train_jobs
 from core.train import label_issues, registry
-from core.train.classifier import POOLINGS, POS_WEIGHTS, ClassifierConfig
+from core.train.classifier import POOLINGS, POS_WEIGHTS, PRECISIONS, ClassifierConfig
 from ui.plain import chart_text, md_escape
 from ui.session import flash, guard, show_flashes
 
@@ -53,9 +53,12 @@ with train_tab:
             patience = c3.number_input("Early stopping patience (evaluations)", 0, 20,
                                        defaults.early_stopping_patience, key="trn_patience")
             seed = c4.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="trn_seed")
-            c1, c2 = st.columns(2)
+            c1, c2, c3, c4 = st.columns(4)
             soft = c1.checkbox("Soft labels (BCE on the frozen scores)", key="trn_soft")
             per_label = c2.checkbox("Also tune one threshold per label", key="trn_per_label")
+            freeze = c3.checkbox("Freeze the word embeddings (faster on a CPU)", key="trn_freeze")
+            precision = c4.selectbox("Precision", PRECISIONS, key="trn_precision",
+                                     help="auto: bfloat16 autocast where the hardware has it, else float32")
             base_model = st.text_input("Base encoder folder (empty: the bundled all-MiniLM-L6-v2)", key="trn_base",
                                        help="Any Hugging Face encoder folder on the worker's host, "
                                             "e.g. a RoBERTa-large download on a GPU host.")
@@ -64,7 +67,8 @@ with train_tab:
                 settings = {"epochs": float(epochs), "learning_rate": float(lr), "batch_size": int(batch),
                             "max_length": int(max_length), "pooling": pooling, "pos_weight": pos_weight,
                             "early_stopping_patience": int(patience), "seed": int(seed), "soft_labels": soft,
-                            "per_label_thresholds": per_label, "base_model": base_model.strip()}
+                            "per_label_thresholds": per_label, "base_model": base_model.strip(),
+                            "freeze_embeddings": freeze, "precision": precision}
                 try:
                     run_id = train_jobs.start_classifier_run(actor, version_id, settings, model_name=model_name)
                 except (ValueError, PermissionDenied) as exc:

@@ -38,6 +38,7 @@ from core.train import metrics as M
 CLASSIFIER_FILE = "emoforge_classifier.json"
 POOLINGS = ("mean", "cls")
 POS_WEIGHTS = ("none", "sqrt", "linear")
+PRECISIONS = ("auto", "fp32", "bf16")
 MAX_POS_WEIGHT = 30.0
 
 
@@ -57,6 +58,8 @@ class ClassifierConfig:
     warmup_ratio: float = 0.06
     dropout: float = 0.1
     freeze_embeddings: bool = False  # keep the word embeddings fixed (faster steps on a CPU)
+    precision: str = "auto"  # auto | fp32 | bf16: bfloat16 autocast for the training passes (weights and
+    # evaluation stay float32); auto = bf16 where the hardware has it (CUDA, or a CPU with AVX512-BF16 / AMX)
     pooling: str = "mean"  # mean | cls
     pos_weight: str = "sqrt"  # none | sqrt | linear: weight of positives, (negatives / positives) ** power
     soft_labels: bool = False  # BCE on the frozen scores instead of the 0/1 labels
@@ -84,6 +87,8 @@ class ClassifierConfig:
     def check(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.pos_weight not in POS_WEIGHTS:
             raise ValueError(f"pos_weight must be one of {', '.join(POS_WEIGHTS)}")
         if not (8 <= self.max_length <= 512):
@@ -144,6 +149,20 @@ def pick_device(name: str = "auto") -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    """Whether to train under bfloat16 autocast: asked for, or `auto` on hardware that runs it natively."""
+    if precision != "auto":
+        return precision == "bf16"
+    torch = _torch()
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def default_base_model() -> str:
@@ -319,6 +338,7 @@ def train_classifier(labels: list[str], train: Split, dev: Split, out_dir: str |
     out.mkdir(parents=True, exist_ok=True)
     base = config.base_model or default_base_model()
     device = pick_device(config.device)
+    bf16 = use_bf16(config.precision, device)
     _seed_everything(config.seed)
 
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -415,8 +435,9 @@ def train_classifier(labels: list[str], train: Split, dev: Split, out_dir: str |
                 save_checkpoint()
                 raise TrainingCancelled(f"stopped at step {state['step']}; resume continues from there")
             batch = enc_train.collate(index, device)
-            logits = model(**batch)
-            loss = loss_fn(logits, torch.tensor(targets[index], device=device))
+            with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+                logits = model(**batch)
+            loss = loss_fn(logits.float(), torch.tensor(targets[index], device=device))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

@@ -81,13 +81,12 @@ def out_of_fold_probs(labels: list[str], data: Split, settings: IssueSettings, w
     """
     assignment = fold_assignment(data.targets, settings.folds, settings.seed)
     probs = np.zeros((len(data), len(labels)), dtype=np.float32)
-    rng = np.random.default_rng(settings.seed)
     for k in range(settings.folds):
         held_out = np.flatnonzero(assignment == k)
         if done and k in done:
             probs[held_out] = done[k]
             continue
-        rest = rng.permutation(np.flatnonzero(assignment != k))
+        rest = np.random.default_rng(settings.seed + k).permutation(np.flatnonzero(assignment != k))
         n_dev = max(1, len(rest) // 10)
         folder = work_dir / f"fold{k}"
         result = train_classifier(labels, data.subset(rest[n_dev:]), data.subset(rest[:n_dev]), folder,

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.auth import PermissionDenied
-from core.train import baselines, charts, evaluate, external
+from core.train import baselines, charts, contrastive, evaluate, external
 from ui.plain import md_escape
 from ui.session import flash, guard, show_flashes
 
@@ -129,6 +129,28 @@ if actor.is_admin:
             else:
                 flash(f"Job #{job_id} queued: the worker evaluates and stores the figures.", scope="playground")
                 st.rerun()
+
+        with st.expander("Train a zero-shot (contrastive) model on a dataset version"):
+            st.caption("Texts are aligned with their labels' names and descriptions and with the teacher's "
+                       "free-text descriptors; the model then scores any label set. A worker job: follow it on the "
+                       "Jobs page; cancel and resume like any training run. The model joins the lists above.")
+            z1, z2, z3, z4 = st.columns(4)
+            zs_version = z1.selectbox("Dataset version", list(versions), key="pg_zs_version",
+                                      format_func=lambda v: f"#{v} {versions[v]}")
+            zs_epochs = z2.number_input("Epochs", 0.1, 20.0, 1.0, 0.5, key="pg_zs_epochs")
+            zs_steps = z3.number_input("Max steps (0 = the epochs)", 0, 1_000_000, 0, 100, key="pg_zs_steps")
+            zs_lr = z4.number_input("Learning rate", 1e-6, 1e-2, 1e-4, format="%.1e", key="pg_zs_lr")
+            zs_name = st.text_input("Model name", key="pg_zs_name", placeholder="contrastive <version name>")
+            if st.button("Start zero-shot training (worker job)", key="pg_zs_start", disabled=zs_version is None):
+                try:
+                    run_id = contrastive.start_contrastive_run(
+                        actor, int(zs_version), {"epochs": float(zs_epochs), "max_steps": int(zs_steps),
+                                                 "learning_rate": float(zs_lr)}, model_name=zs_name)
+                except (ValueError, PermissionDenied) as exc:
+                    st.error(md_escape(exc))
+                else:
+                    flash(f"Zero-shot training run {run_id} queued.", scope="playground")
+                    st.rerun()
 
         st.subheader("Baselines")
         st.caption("Untrained embedding similarity to label names and the NRC lexicon, their multi-label "

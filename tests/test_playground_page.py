@@ -81,3 +81,24 @@ def test_admin_queues_an_evaluation_and_the_baselines(admin):
     at.button(key="pg_baselines").click().run()
     assert not at.exception, at.exception
     assert "register_baselines" in [j.kind for j in jobs.list_jobs(admin)]
+
+
+def test_admin_starts_a_zero_shot_training_run_from_the_page(admin):
+    from core.datasets import versions
+    from core.train import jobs as train_jobs
+    from tests.curate_support import add_example, make_stories
+
+    stories = make_stories(10)
+    for i in range(30):
+        add_example(f"line {i}", {"joy": 0.9} if i % 2 else {"anger": 0.8}, story_id=stories[i % 10])
+    version_id = versions.freeze(admin, "zs", ratios={"train": 0.6, "dev": 0.2, "test": 0.2}).id
+    at = open_page(admin, "playground")
+    at.selectbox(key="pg_zs_version").set_value(version_id).run()
+    at.number_input(key="pg_zs_steps").set_value(200).run()
+    at.text_input(key="pg_zs_name").input("zs from page").run()
+    at.button(key="pg_zs_start").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    [run] = train_jobs.list_runs(admin)
+    assert (run.kind, run.status, run.config["max_steps"], run.config["model_name"]) == (
+        "contrastive", "queued", 200, "zs from page")

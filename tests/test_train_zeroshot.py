@@ -223,3 +223,15 @@ def test_contrastive_run_needs_an_admin_and_a_dev_split(admin, annotator):
         C.start_contrastive_run(annotator, only_train, {})
     with pytest.raises(ValueError, match="batch size"):
         C.start_contrastive_run(admin, only_train, {"batch_size": 1})
+
+
+def test_weight_space_ensembling_with_the_base_encoder():
+    import torch
+
+    layer = torch.nn.Linear(2, 2)
+    base = {k: v.clone() for k, v in layer.state_dict().items()}
+    with torch.no_grad():
+        layer.weight.add_(4.0)
+    C.interpolate(layer, base, 0.25)
+    np.testing.assert_allclose(layer.weight.detach().numpy(), (base["weight"] + 1.0).numpy(), atol=1e-6)
+    assert C.ContrastiveConfig().wise_alpha == 1.0  # by default the trained weights are kept as they are

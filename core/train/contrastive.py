@@ -68,6 +68,9 @@ class ContrastiveConfig:
     init_scale: float = 20.0
     init_bias: float = -8.0
     head_learning_rate: float = 1e-2  # scale and bias
+    # Weight-space ensembling with the base encoder (WiSE-FT, Wortsman et al. 2022): the saved encoder is
+    # alpha * trained + (1 - alpha) * base weights; 1.0 keeps the trained weights as they are.
+    wise_alpha: float = 1.0
     seed: int = 13
     log_every: int = 10
     checkpoint_every: int = 200
@@ -102,8 +105,8 @@ class Rule:
 
 
 def apply_rule(scores: np.ndarray, kind: str, value: float) -> np.ndarray:
-    """0/1 decisions: the top label always, plus those at or above `value` (threshold) or within `value` of
-    the top score (margin)."""
+    """0/1 decisions: the top label (unless no score is positive: a lexicon that found no word), plus those
+    at or above `value` (threshold) or within `value` of the top score (margin)."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.size == 0:
         return np.zeros(scores.shape, dtype=np.int8)
@@ -114,6 +117,7 @@ def apply_rule(scores: np.ndarray, kind: str, value: float) -> np.ndarray:
     else:
         raise ValueError(f"unknown decision rule {kind!r}")
     out[np.arange(len(scores)), scores.argmax(axis=1)] = 1
+    out[scores.max(axis=1) <= 0] = 0
     return out
 
 
@@ -380,6 +384,7 @@ def train(examples: Sequence[TrainExample], label_names: Sequence[str], label_de
                              descriptions=list(label_descriptions), max_length=config.max_length,
                              label_max_length=config.label_max_length)
     encoder = model.encoder
+    initial = {k: v.detach().clone() for k, v in encoder.state_dict().items()} if config.wise_alpha < 1.0 else None
     _freeze(encoder, config.frozen_layers)
     steps = total_steps(len(examples), config)
     params = [p for p in encoder.parameters() if p.requires_grad]
@@ -448,8 +453,20 @@ def train(examples: Sequence[TrainExample], label_names: Sequence[str], label_de
         if cancelled:
             break
     encoder.eval()
+    if initial is not None and not cancelled:
+        interpolate(encoder, initial, config.wise_alpha)
     seconds = time.monotonic() - started
     return TrainResult(model, step, seconds, trained_examples / seconds if seconds > 0 else 0.0, history, cancelled)
+
+
+def interpolate(encoder, base_state: dict, alpha: float) -> None:
+    """Encoder weights := alpha * current + (1 - alpha) * base (floating-point tensors only)."""
+    import torch
+
+    with torch.no_grad():
+        state = encoder.state_dict()
+        encoder.load_state_dict({k: alpha * v + (1.0 - alpha) * base_state[k].to(v.device)
+                                 if v.is_floating_point() else v for k, v in state.items()})
 
 
 def _freeze(encoder, frozen_layers: int) -> None:
@@ -621,17 +638,19 @@ def teacher_descriptors(example_ids: Sequence[int]) -> dict[int, list[str]]:
     return found
 
 
-def label_descriptions(version_id: int, names: Sequence[str]) -> list[str]:
+def label_descriptions(version_id: int, names: Sequence[str]) -> tuple[list[str], bool]:
+    """The descriptions of the version's taxonomy labels, and whether the taxonomy is multi-label."""
     from sqlalchemy import select
 
-    from db.models import DatasetVersion, Label
+    from db.models import DatasetVersion, Label, Taxonomy
     from db.session import read_session
 
     with read_session() as s:
         version = s.get(DatasetVersion, version_id)
+        taxonomy = s.get(Taxonomy, version.taxonomy_id) if version and version.taxonomy_id else None
         described = dict(s.execute(select(Label.name, Label.description).where(
             Label.taxonomy_id == version.taxonomy_id)).tuples().all()) if version else {}
-    return [described.get(n, "") or "" for n in names]
+    return [described.get(n, "") or "" for n in names], bool(taxonomy.multi_label) if taxonomy else True
 
 
 def version_examples(split, descriptors: dict[int, list[str]]) -> list[TrainExample]:
@@ -701,7 +720,7 @@ def run_contrastive_job(ctx: jobs.JobContext) -> dict[str, Any]:
     try:
         data = load_version(version_id)
         names = data.labels
-        descriptions = label_descriptions(version_id, names)
+        descriptions, multi = label_descriptions(version_id, names)
         train_split, dev = data.splits["train"], data.splits.get("dev")
         if dev is None or not len(dev):
             raise jobs.JobFailed("the version has no dev example to calibrate the decision rule on")
@@ -721,7 +740,6 @@ def run_contrastive_job(ctx: jobs.JobContext) -> dict[str, Any]:
         sets = {"dev": dev}
         if data.splits.get("test") is not None and len(data.splits["test"]):
             sets["test"] = data.splits["test"]
-        multi = True
         results = {}
         for split_name, split in sets.items():
             evalset = EvalSet(f"{data.name}/{split_name}", names, descriptions, split.texts,

@@ -151,9 +151,11 @@ def score(predictor: Any, evalset: EvalSet, *, thresholds: dict[str, Any] | None
 
 
 def _top1(scores: np.ndarray) -> np.ndarray:
+    """The top label of each row; none where no score is positive (e.g. a lexicon that found no word)."""
     out = np.zeros(scores.shape, dtype=np.int8)
     if len(scores):
         out[np.arange(len(scores)), scores.argmax(1)] = 1
+        out[scores.max(1) <= 0] = 0
     return out
 
 

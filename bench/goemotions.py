@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "goemotions"
 
 SETTINGS = {
-    "epochs": 4.0, "learning_rate": 8e-5, "head_learning_rate": 2e-3, "batch_size": 32, "max_length": 64,
+    "epochs": 4.0, "learning_rate": 1.2e-4, "head_learning_rate": 2e-3, "batch_size": 32, "max_length": 64,
     "pooling": "mean", "pos_weight": "sqrt", "warmup_ratio": 0.06, "dropout": 0.1, "weight_decay": 0.01,
     "early_stopping_patience": 2, "per_label_thresholds": True, "log_every": 100, "seed": 13,
     "freeze_embeddings": True, "precision": "auto", "time_budget_s": 36 * 60,

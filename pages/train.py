@@ -80,20 +80,22 @@ with train_tab:
                     st.rerun()
             st.caption("From a terminal: `python -m core.cli train VERSION_ID --epochs 3 --lr 8e-5`.")
 
-    runs = train_jobs.list_runs(actor, kind="classifier")
+    # Contrastive (zero-shot) runs start from the Playground but are followed, cancelled and resumed here too.
+    runs = train_jobs.list_runs(actor)
     if not runs:
         st.info("No training run yet.")
     else:
         st.dataframe(pd.DataFrame([{
-            "run": r.id, "status": r.status, "version": r.version_name, "progress":
+            "run": r.id, "kind": r.kind, "status": r.status, "version": r.version_name, "progress":
             f"{r.progress_done}/{r.progress_total}" if r.progress_total else "", "model": r.model_name or "",
             "dev macro-F1": r.metrics.get("dev_macro_f1"), "test macro-F1": r.metrics.get("test_macro_f1"),
             "created": r.created_at,
         } for r in runs]), hide_index=True)
         run_ids = [r.id for r in runs]
+        kinds = {r.id: r.kind for r in runs}
         chosen = st.session_state.get("trn_run")
         run_id = st.selectbox("Run", run_ids, index=run_ids.index(chosen) if chosen in run_ids else 0,
-                              key="trn_run_pick", format_func=lambda i: f"run {i}")
+                              key="trn_run_pick", format_func=lambda i: f"run {i} ({kinds[i]})")
 
         @st.fragment(run_every=3)
         def run_panel(run_id: int) -> None:
@@ -127,13 +129,14 @@ with train_tab:
                             key=f"trn_loss_{run.id}")
             if not scores.empty:
                 c2.plotly_chart(px.line(scores, x="step", y="value", color="series", markers=True,
-                                        title="Dev F1 at the best global threshold"), key=f"trn_f1_{run.id}")
+                                        title="F1 at the tuned threshold (classifier) or rule (zero-shot)"),
+                                key=f"trn_f1_{run.id}")
             if run.model_id:
                 st.success(f"Registered as model {run.model_id}: {md_escape(run.model_name)} — dev macro-F1 "
                            f"{run.metrics.get('dev_macro_f1', 0):.3f}"
                            + (f", test macro-F1 {run.metrics['test_macro_f1']:.3f}"
                               if "test_macro_f1" in run.metrics else "")
-                           + f" at threshold {run.metrics.get('threshold', 0.5):.2f}.")
+                           + (f" at threshold {run.metrics['threshold']:.2f}." if "threshold" in run.metrics else "."))
 
         run_panel(run_id)
 

@@ -102,3 +102,12 @@ def test_admin_starts_a_zero_shot_training_run_from_the_page(admin):
     [run] = train_jobs.list_runs(admin)
     assert (run.kind, run.status, run.config["max_steps"], run.config["model_name"]) == (
         "contrastive", "queued", 200, "zs from page")
+
+    # The Train page follows it like a classifier run: listed with its kind, and cancellable there.
+    train = open_page(admin, "train")
+    assert not train.exception, train.exception
+    listed = train.dataframe[0].value
+    assert list(listed["kind"]) == ["contrastive"] and list(listed["run"]) == [run.id]
+    train.button(key=f"trn_cancel_{run.id}").click().run()
+    assert not train.exception, train.exception
+    assert train_jobs.get_run(admin, run.id).status == "cancelled"  # still queued: cancelled at once

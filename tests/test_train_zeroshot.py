@@ -88,6 +88,16 @@ def test_training_steps_lower_the_loss_and_report_progress(trained):
     assert {"softmax", "bce", "descriptor"} <= set(result.history[0])
 
 
+def test_bfloat16_autocast_trains_too():
+    labels = ["joy", "anger"]
+    examples = [C.TrainExample(text, (label,)) for label, text in
+                [(0, "so happy today"), (1, "this is outrageous"), (0, "what a delight"), (1, "stop lying to me")] * 2]
+    result = C.train(examples, labels, ["Happiness.", "Hostility."],
+                     C.ContrastiveConfig(**{**TINY, "max_steps": 2, "batch_size": 4, "precision": "bf16"}))
+    assert result.steps == 2 and all(np.isfinite(h["loss"]) for h in result.history)
+    assert C.ContrastiveConfig().precision == "fp32"  # autocast measured slower for these short texts on our CPU
+
+
 def test_zero_shot_works_on_a_label_set_never_seen_in_training(trained):
     result, labels, _ = trained
     model = result.model
@@ -223,6 +233,8 @@ def test_contrastive_run_needs_an_admin_and_a_dev_split(admin, annotator):
         C.start_contrastive_run(annotator, only_train, {})
     with pytest.raises(ValueError, match="batch size"):
         C.start_contrastive_run(admin, only_train, {"batch_size": 1})
+    with pytest.raises(ValueError, match="precision"):
+        C.start_contrastive_run(admin, only_train, {"precision": "fp8"})
 
 
 def test_weight_space_ensembling_with_the_base_encoder():

@@ -148,7 +148,8 @@ def cmd_train_zeroshot(actor: auth.Actor, args: argparse.Namespace) -> int:
     from core.train import contrastive
 
     settings = {"epochs": args.epochs, "max_steps": args.steps, "learning_rate": args.lr,
-                "batch_size": args.batch_size, "base_model": args.base_model, "seed": args.seed}
+                "batch_size": args.batch_size, "base_model": args.base_model, "seed": args.seed,
+                "wise_alpha": args.wise_alpha}
     run_id = contrastive.start_contrastive_run(actor, args.version, settings, model_name=args.name)
     print(f"contrastive training run {run_id} queued (run `python -m core.worker`; follow it on the Train page)")
     return 0
@@ -261,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--batch-size", type=int, default=32)
     zs.add_argument("--base-model", default="", help="encoder folder (default: the bundled all-MiniLM-L6-v2)")
     zs.add_argument("--seed", type=int, default=13)
+    zs.add_argument("--wise-alpha", type=float, default=1.0,
+                    help="share of trained weights kept, the rest from the base encoder (WiSE-FT; 1.0: all trained)")
     zs.add_argument("--name", default="", help="model name in the registry")
     zs.set_defaults(run=cmd_train_zeroshot)
 

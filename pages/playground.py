@@ -132,20 +132,24 @@ if actor.is_admin:
 
         with st.expander("Train a zero-shot (contrastive) model on a dataset version"):
             st.caption("Texts are aligned with their labels' names and descriptions and with the teacher's "
-                       "free-text descriptors; the model then scores any label set. A worker job: follow it on the "
-                       "Jobs page; cancel and resume like any training run. The model joins the lists above.")
-            z1, z2, z3, z4 = st.columns(4)
+                       "free-text descriptors; the model then scores any label set. A worker job: follow, cancel and "
+                       "resume it on the Train page. The model joins the lists above. A share of trained weights "
+                       "below 1 averages the trained encoder with the untrained one (WiSE-FT): it gives up a "
+                       "little on the version's own labels for better transfer to other label sets.")
+            z1, z2, z3, z4, z5 = st.columns(5)
             zs_version = z1.selectbox("Dataset version", list(versions), key="pg_zs_version",
                                       format_func=lambda v: f"#{v} {versions[v]}")
             zs_epochs = z2.number_input("Epochs", 0.1, 20.0, 1.0, 0.5, key="pg_zs_epochs")
             zs_steps = z3.number_input("Max steps (0 = the epochs)", 0, 1_000_000, 0, 100, key="pg_zs_steps")
             zs_lr = z4.number_input("Learning rate", 1e-6, 1e-2, 1e-4, format="%.1e", key="pg_zs_lr")
+            zs_alpha = z5.number_input("Share of trained weights", 0.05, 1.0, 1.0, 0.05, key="pg_zs_alpha")
             zs_name = st.text_input("Model name", key="pg_zs_name", placeholder="contrastive <version name>")
             if st.button("Start zero-shot training (worker job)", key="pg_zs_start", disabled=zs_version is None):
                 try:
                     run_id = contrastive.start_contrastive_run(
                         actor, int(zs_version), {"epochs": float(zs_epochs), "max_steps": int(zs_steps),
-                                                 "learning_rate": float(zs_lr)}, model_name=zs_name)
+                                                 "learning_rate": float(zs_lr), "wise_alpha": float(zs_alpha)},
+                        model_name=zs_name)
                 except (ValueError, PermissionDenied) as exc:
                     st.error(md_escape(exc))
                 else:

@@ -95,13 +95,14 @@ def test_admin_starts_a_zero_shot_training_run_from_the_page(admin):
     at = open_page(admin, "playground")
     at.selectbox(key="pg_zs_version").set_value(version_id).run()
     at.number_input(key="pg_zs_steps").set_value(200).run()
+    at.number_input(key="pg_zs_alpha").set_value(0.6).run()
     at.text_input(key="pg_zs_name").input("zs from page").run()
     at.button(key="pg_zs_start").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     [run] = train_jobs.list_runs(admin)
-    assert (run.kind, run.status, run.config["max_steps"], run.config["model_name"]) == (
-        "contrastive", "queued", 200, "zs from page")
+    assert (run.kind, run.status, run.config["max_steps"], run.config["wise_alpha"], run.config["model_name"]) == (
+        "contrastive", "queued", 200, 0.6, "zs from page")
 
     # The Train page follows it like a classifier run: listed with its kind, and cancellable there.
     train = open_page(admin, "train")

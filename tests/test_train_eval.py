@@ -239,4 +239,6 @@ def test_cli_queues_evaluations_baselines_and_zero_shot_training(admin, tmp_path
     assert cli.main(["--user", "admin", "baselines", "--teacher", "emotion6", "--limit", "5"]) == 0
     assert cli.main(["--user", "admin", "train-zeroshot", "999"]) == 2
     assert "no dataset version 999" in capsys.readouterr().err
+    assert cli.main(["--user", "admin", "train-zeroshot", "999", "--wise-alpha", "1.5"]) == 2
+    assert "wise_alpha" in capsys.readouterr().err
     assert [j.kind for j in jobs.list_jobs(admin)] == ["baseline_teacher", "register_baselines", "evaluate_model"]

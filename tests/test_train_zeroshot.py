@@ -233,6 +233,8 @@ def test_contrastive_run_needs_an_admin_and_a_dev_split(admin, annotator):
         C.start_contrastive_run(annotator, only_train, {})
     with pytest.raises(ValueError, match="batch size"):
         C.start_contrastive_run(admin, only_train, {"batch_size": 1})
+    with pytest.raises(ValueError, match="wise_alpha"):
+        C.start_contrastive_run(admin, only_train, {"wise_alpha": 0.0})
     with pytest.raises(ValueError, match="precision"):
         C.start_contrastive_run(admin, only_train, {"precision": "fp8"})
 

@@ -604,6 +604,8 @@ def start_contrastive_run(actor, version_id: int, settings: dict[str, Any] | Non
         raise ValueError(f"the base model folder {base} does not exist")
     if cfg.batch_size < 2 or cfg.learning_rate <= 0 or (cfg.epochs <= 0 and cfg.max_steps <= 0):
         raise ValueError("batch size must be at least 2, the learning rate and the epochs (or steps) positive")
+    if not 0.0 < cfg.wise_alpha <= 1.0:
+        raise ValueError("the share of trained weights (wise_alpha) must be in (0, 1]")
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
     with write_session() as s:

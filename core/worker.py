@@ -37,6 +37,12 @@ class WorkerStopping(Exception):
     """SIGTERM / SIGINT: give the job back and leave."""
 
 
+# Set by the signal handler. The handler raises WorkerStopping wherever the main thread happens to be; inside a
+# database driver call that exception can come out as another one (psycopg, for one, then fails the pool's
+# ping with "connection in transaction status ACTIVE"), so a requested stop is honoured whatever surfaces.
+_stop_requested = threading.Event()
+
+
 def load_handlers() -> None:
     for name in HANDLER_MODULES:
         importlib.import_module(name)
@@ -103,6 +109,9 @@ def run_job(job_id: int, worker_id: str, lease_seconds: float) -> JobStatus | No
         release(job_id, worker_id)
         raise
     except Exception as error:  # the reason goes to the user; the traceback to the log and events
+        if _stop_requested.is_set():  # the signal interrupted a call that re-raised it as another error
+            release(job_id, worker_id)
+            raise WorkerStopping(f"stop requested; the job was interrupted by {type(error).__name__}") from error
         log.exception("job %s failed", job_id)
         ctx.log(traceback.format_exc(limit=8), level="debug")
         jobs.finish(job_id, worker_id, JobStatus.failed, error=f"{type(error).__name__}: {error}")
@@ -134,6 +143,7 @@ def serve(*, once: bool = False, poll_seconds: float = 1.0, lease_seconds: float
 
 
 def _raise_stopping(signum, _frame):
+    _stop_requested.set()
     raise WorkerStopping(signal.Signals(signum).name)
 
 
@@ -154,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
               kinds=[k for k in args.kinds.split(",") if k] or None)
     except WorkerStopping as stop:
         log.info("stopping on %s", stop)
+    except Exception as error:
+        if not _stop_requested.is_set():
+            raise
+        log.info("stopping on a signal (it interrupted a call, which raised %s: %s)", type(error).__name__, error)
     return 0
 
 

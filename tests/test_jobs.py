@@ -173,3 +173,50 @@ def test_annotators_cannot_see_or_steer_jobs(admin, annotator):
             call()
     with read_session() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+@jobs.handler("test_interrupted")
+def _interrupted(ctx: jobs.JobContext):
+    """What a SIGTERM inside a driver call looks like: the stop is requested, another error comes out."""
+    worker._stop_requested.set()
+    raise RuntimeError("can't change 'autocommit' now: connection in transaction status ACTIVE")
+
+
+@pytest.fixture
+def stop_flag():
+    worker._stop_requested.clear()
+    yield worker._stop_requested
+    worker._stop_requested.clear()
+
+
+def test_a_stop_that_surfaces_as_another_error_gives_the_job_back(admin, stop_flag):
+    job_id = jobs.enqueue(admin, "test_interrupted", {})
+    assert jobs.claim("w1", 30) == job_id
+    with pytest.raises(worker.WorkerStopping):
+        worker.run_job(job_id, "w1", 30)
+    job = jobs.get_job(admin, job_id)
+    assert (job.status, job.error) == (JobStatus.queued, None)  # back in the queue, not failed
+
+
+def test_the_same_error_without_a_stop_fails_the_job(admin, stop_flag):
+    job_id = jobs.enqueue(admin, "test_fill", {"corpus": 0})  # KeyError: 'n'
+    assert jobs.claim("w1", 30) == job_id
+    assert worker.run_job(job_id, "w1", 30) == JobStatus.failed
+    assert not stop_flag.is_set()
+
+
+def test_a_signal_during_the_idle_poll_exits_cleanly_whatever_the_driver_raises(monkeypatch, stop_flag):
+    signalled = [True]
+
+    def interrupted_poll(**_):
+        if signalled[0]:
+            stop_flag.set()
+        raise RuntimeError("connection in transaction status ACTIVE")
+
+    monkeypatch.setattr(worker, "serve", interrupted_poll)
+    monkeypatch.setattr(worker.signal, "signal", lambda *_: None)  # leave pytest's own handlers alone
+    assert worker.main([]) == 0
+    stop_flag.clear()
+    signalled[0] = False
+    with pytest.raises(RuntimeError):  # a real error, with no stop asked for, still fails the worker
+        worker.main([])

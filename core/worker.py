@@ -130,6 +130,8 @@ def serve(*, once: bool = False, poll_seconds: float = 1.0, lease_seconds: float
     log.info("worker %s started", worker_id)
     ran = 0
     while True:
+        if _stop_requested.is_set():  # a handler that swallowed the WorkerStopping must not lead to a new claim
+            raise WorkerStopping("stop requested")
         job_id = jobs.claim(worker_id, lease_seconds, kinds)
         if job_id is None:
             if once:

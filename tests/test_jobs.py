@@ -220,3 +220,11 @@ def test_a_signal_during_the_idle_poll_exits_cleanly_whatever_the_driver_raises(
     signalled[0] = False
     with pytest.raises(RuntimeError):  # a real error, with no stop asked for, still fails the worker
         worker.main([])
+
+
+def test_a_stopping_worker_claims_no_new_job(admin, stop_flag):
+    job_id = jobs.enqueue(admin, "test_fill", {"corpus": _corpus(), "n": 3})
+    stop_flag.set()  # e.g. a handler caught the WorkerStopping itself and its job ended normally
+    with pytest.raises(worker.WorkerStopping):
+        worker.serve(once=True, lease_seconds=5)
+    assert jobs.get_job(admin, job_id).status == JobStatus.queued

@@ -55,7 +55,9 @@ def test_admin_logs_in_uploads_a_story_file_and_sees_it_listed(page, app_url, tm
     page.get_by_role("heading", name="Corpus").first.wait_for()
     page.locator("input[type=file]").first.set_input_files(str(story))
     page.get_by_text("lighthouse.txt").wait_for()  # the upload is done
-    page.get_by_role("textbox", name="Name of the new corpus").fill("Browser corpus")
+    box = page.get_by_role("textbox", name="Name of the new corpus")
+    box.fill("Browser corpus")
+    box.press("Enter")  # commit the value before the click: a click right after fill can beat it
     page.get_by_role("button", name="Import").click()
     page.get_by_text("1 story added").first.wait_for()
     # Tables are canvas grids: their cells are in the DOM (for screen readers) but not "visible".

@@ -28,7 +28,9 @@ def test_import_curate_in_bulk_and_freeze(tmp_path):
         page.get_by_text("Import a labelled data set").click()
         page.locator("input[type=file]").first.set_input_files(str(labelled))
         page.get_by_text("tiny.csv").wait_for()
-        page.get_by_role("textbox", name="Data set name").fill("tiny")
+        box = page.get_by_role("textbox", name="Data set name")
+        box.fill("tiny")
+        box.press("Enter")  # commit the value before the click: a click right after fill can beat it
         page.get_by_role("button", name="Import", exact=True).click()
         page.get_by_text("3 examples added from").first.wait_for()
 
@@ -43,7 +45,9 @@ def test_import_curate_in_bulk_and_freeze(tmp_path):
         page.get_by_text("reject: 1 examples changed").first.wait_for()
 
         page.get_by_test_id("stSidebarNav").get_by_role("link", name="Export").click()
-        page.get_by_role("textbox", name="Version name").fill("browser version")
+        box = page.get_by_role("textbox", name="Version name")
+        box.fill("browser version")
+        box.press("Enter")  # commit the value before the click: a click right after fill can beat it
         page.get_by_role("button", name="Freeze version").click()
         page.get_by_text("frozen: 2 examples").first.wait_for()  # the rejected one stays out
 

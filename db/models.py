@@ -438,6 +438,24 @@ class Response(Base):
     __mapper_args__ = {"version_id_col": version}
 
 
+class ResponseVersion(Base):
+    """A submitted answer that a later submission replaced: the history of a submitted item.
+
+    `responses` keeps one row per (item, annotator, question), the answer in force; editing a
+    submitted item writes its previous value here and the new one there, still submitted.
+    """
+
+    __tablename__ = "response_versions"
+    __table_args__ = (UniqueConstraint("response_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("responses.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)  # the response's version while this value was in force
+    value: Mapped[Optional[Any]] = mapped_column(JSON)
+    seconds_spent: Mapped[float] = mapped_column(Float, default=0.0)
+    submitted_at: Mapped[Optional[datetime]]
+    replaced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # --------------------------------------------------------------------------- curation
 
 

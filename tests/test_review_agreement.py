@@ -87,8 +87,10 @@ def test_multi_label_agreement_per_label_and_against_the_teacher(admin):
         {"text": "Oh no.", "labels": {"sadness": 0.7, "fear": 0.2}},
         {"text": "Thanks a lot!", "labels": {"gratitude": 0.95}},
     ])
-    campaign = create_campaign(admin, name="verify", task="verification", annotator_ids=[a.id, b.id], overlap=2,
-                               selection=Selection(example_ids=ids))
+    # A question over the whole taxonomy (the per-item verification choices have their own test).
+    whole = QuestionSpec("emotions", "Emotions", "multi_label", {"choices_from": "taxonomy", "required": True})
+    campaign = create_campaign(admin, name="verify", task="custom", annotator_ids=[a.id, b.id], overlap=2,
+                               selection=Selection(example_ids=ids), questions=[whole])
     items = _items(campaign.id)
     teacher = [["joy", "pride"], ["anger"], ["sadness"], ["gratitude"]]
     other = [["joy"], ["anger"], ["sadness", "fear"], ["gratitude"]]

@@ -28,6 +28,11 @@ def _examples(n_per_emotion: int = 4) -> list[int]:
     ])
 
 
+def _offered(item) -> list[str]:
+    """The emotions a verification item offers (its own choices), "none" left out."""
+    return [c for c in item.choices["emotions"] if c != "none"]
+
+
 def _count(model, *where) -> int:
     with read_session() as session:
         return session.scalar(select(func.count()).select_from(model).where(*where))
@@ -87,14 +92,16 @@ def test_diversity_groups_and_oot_items(admin):
     assert groups.item_count == 2
     item = next_item(ann, groups.id)
     assert item.choices["repeated"] == ["1", "2", "3", "4"] and [e.text for e in item.examples][0] == "Mara 0"
-    assert item.examples[0].suggestions == ()  # diversity shows no teacher labels
+    assert not any(b.text.startswith("Teacher") for b in item.shown)  # diversity shows no teacher labels
 
     taxonomy_id = goemotions_id()
     pending_oot(taxonomy_id, "wistfulness", 12)
     pending_oot(taxonomy_id, "awe", 3)
     oot = create_campaign(admin, name="oot", task="oot", annotator_ids=[ann.id])
     item = next_item(ann, oot.id)
-    assert (item.oot["oot_name"], item.oot["occurrences"], item.oot["examples"]) == ("wistfulness", 12, ["anxious"])
+    assert (item.payload["oot_name"], item.payload["occurrences"], item.payload["examples"]) == \
+        ("wistfulness", 12, ["anxious"])
+    assert [b.text for b in item.shown if b.kind in ("code", "box")] == ["wistfulness", "anxious"]
     with pytest.raises(AnswerError, match="maps to"):
         save_answers(ann, item.item_id, {"action": "map"}, submit=True)
     save_answers(ann, item.item_id, {"action": "map", "target": "nervousness"}, submit=True)
@@ -121,7 +128,8 @@ def test_queue_drafts_skip_back_and_blind_answers(admin):
     _examples(1)  # 4 examples
     campaign = create_campaign(admin, name="queue", task="verification", annotator_ids=[a.id, b.id], overlap=2)
     first = next_item(a, campaign.id)
-    assert first.position == 0 and first.answers == {} and first.examples[0].suggestions[0][0] == "joy"
+    assert first.position == 0 and first.answers == {} and "Teacher: joy 0.80" in [b.text for b in first.shown]
+    joy, pride = "joy", _offered(first)[1]  # pride: any other emotion this item offers
 
     draft = save_answers(a, first.item_id, {"emotions": ["joy"]}, submit=False, seconds=4)
     assert next_item(a, campaign.id).item_id == first.item_id  # a draft does not move the queue
@@ -130,28 +138,29 @@ def test_queue_drafts_skip_back_and_blind_answers(admin):
     skip_item(a, first.item_id)
     second = next_item(a, campaign.id)
     assert second.position == 1
-    save_answers(a, second.item_id, {"emotions": ["anger"], "comment": "clear"}, submit=True, seconds=3)
+    save_answers(a, second.item_id, {"emotions": _offered(second)[:1], "comment": "clear"}, submit=True, seconds=3)
     back = previous_item(a, campaign.id, next_item(a, campaign.id).position)
     assert back.item_id == second.item_id and back.status == "submitted" and back.answers["comment"] == "clear"
 
     # Skipped items come back once the rest is done; the draft is still there.
     for _ in range(2):
         item = next_item(a, campaign.id)
-        save_answers(a, item.item_id, {"emotions": ["fear"]}, submit=True)
+        save_answers(a, item.item_id, {"emotions": _offered(item)[:1]}, submit=True)
     again = next_item(a, campaign.id)
     assert again.item_id == first.item_id and again.status == "skipped" and again.answers == {"emotions": ["joy"]}
-    save_answers(a, first.item_id, {"emotions": ["joy", "pride"]}, submit=True, versions=draft.versions)
+    save_answers(a, first.item_id, {"emotions": [joy, pride]}, submit=True, versions=draft.versions)
+    both = [c for c in first.choices["emotions"] if c in (joy, pride)]  # stored in the item's choice order
     assert next_item(a, campaign.id) is None
 
     # Blind until an admin reveals: b sees no answer of a's; the admin sees them all.
     assert get_item(b, campaign.id, first.item_id).others == ()
-    assert ("qa", "emotions", ["joy", "pride"]) in get_item(admin, campaign.id, first.item_id).others
+    assert ("qa", "emotions", both) in get_item(admin, campaign.id, first.item_id).others
     set_reveal(admin, campaign.id, True)
-    assert ("qa", "emotions", ["joy", "pride"]) in get_item(b, campaign.id, first.item_id).others
+    assert ("qa", "emotions", both) in get_item(b, campaign.id, first.item_id).others
     with pytest.raises(PermissionDenied):
         results_csv(a, campaign.id)
     csv_text = results_csv(admin, campaign.id)
-    assert '"[""joy"", ""pride""]"' in csv_text and csv_text.count("\n") == 1 + 4 * 2  # header + (emotions, comment) x 4 items
+    assert '"[""%s"", ""%s""]"' % tuple(both) in csv_text and csv_text.count("\n") == 1 + 4 * 2  # header + (emotions, comment) x 4 items
 
 
 def test_an_answer_changed_in_another_window_is_not_overwritten(admin):
@@ -159,11 +168,12 @@ def test_an_answer_changed_in_another_window_is_not_overwritten(admin):
     _examples(1)
     campaign = create_campaign(admin, name="tabs", task="verification", annotator_ids=[ann.id])
     item = next_item(ann, campaign.id)
-    first_tab = save_answers(ann, item.item_id, {"emotions": ["joy"]}, submit=False)
-    save_answers(ann, item.item_id, {"emotions": ["anger"]}, submit=False, versions=first_tab.versions)
+    one, two, three = _offered(item)[:3]
+    first_tab = save_answers(ann, item.item_id, {"emotions": [one]}, submit=False)
+    save_answers(ann, item.item_id, {"emotions": [two]}, submit=False, versions=first_tab.versions)
     with pytest.raises(ConflictError):  # the first tab still holds the old version
-        save_answers(ann, item.item_id, {"emotions": ["sadness"]}, submit=True, versions=first_tab.versions)
-    assert next_item(ann, campaign.id).answers == {"emotions": ["anger"]}
+        save_answers(ann, item.item_id, {"emotions": [three]}, submit=True, versions=first_tab.versions)
+    assert next_item(ann, campaign.id).answers == {"emotions": [two]}
     with pytest.raises(AnswerError):
         save_answers(ann, item.item_id, {"emotions": ["not-an-emotion"]}, submit=True)
     with pytest.raises(AnswerError, match="before submitting"):
@@ -201,9 +211,9 @@ def test_two_annotators_submitting_at_once_both_land_once_each(admin):
         items = list(session.scalars(select(CampaignItem.id).where(CampaignItem.campaign_id == campaign.id)))
     for item_id in items:
         errors = _run_together([
-            lambda: save_answers(a, item_id, {"emotions": ["joy"]}, submit=True),
-            lambda: save_answers(b, item_id, {"emotions": ["anger"]}, submit=True),
-            lambda: save_answers(b, item_id, {"emotions": ["anger"]}, submit=True),  # a double click
+            lambda: save_answers(a, item_id, {"emotions": ["none"]}, submit=True),
+            lambda: save_answers(b, item_id, {"emotions": ["none"]}, submit=True),
+            lambda: save_answers(b, item_id, {"emotions": ["none"]}, submit=True),  # a double click
         ])
         assert not errors, errors
     with read_session() as session:
@@ -230,7 +240,7 @@ def test_the_top_label_issue_scores_become_a_campaign(admin):
     order = []
     while (item := next_item(ann, campaign.id)) is not None:
         order.append(item.examples[0].id)
-        save_answers(ann, item.item_id, {"emotions": ["joy"]}, submit=True)
+        save_answers(ann, item.item_id, {"emotions": ["none"]}, submit=True)
     assert order == [ids[1], ids[3], ids[2]]  # most suspicious first
 
 

@@ -1,11 +1,12 @@
 """Human review: campaigns over examples, annotators' queues, answers, agreement and results.
 
-- questions: the question kinds (rating, single_label, multi_label, text, flag) and the four
-  review tasks built on them (diversity, personalization, oot, verification).
-- selection: which examples (or OOT names) become a campaign's items.
-- campaigns: create, list, reveal and close campaigns (admins), with items and assignments.
+- tasks/: one module per review task (verification, rewrite, personalization, diversity, oot,
+  custom) and the registry every other module reads.
+- questions: the question kinds (rating, single_label, multi_label, text, flag) and their values.
+- selection: which examples become a campaign's items (a task turns them into its items).
+- campaigns: create, list, reveal and close campaigns (admins), the paper's evaluation preset.
 - queue: an annotator's next / previous item, with what it shows.
-- responses: drafts, submissions and skips; the rule that completes an item.
-- agreement: Krippendorff's alpha, Cohen's kappa, agreement with the teacher, progress, time.
-- results: CSV export and the admin's decisions on out-of-taxonomy labels.
+- responses: drafts, submissions (never downgraded; edits are new versions) and skips.
+- measures / agreement: Krippendorff's alpha, Cohen's kappa, agreement with the teacher, progress.
+- results: the task's figures beside the paper's, CSV, and decisions on out-of-taxonomy labels.
 """

@@ -13,22 +13,20 @@
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-import krippendorff
 import numpy as np
-from sklearn.metrics import cohen_kappa_score, f1_score
+from sklearn.metrics import f1_score
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from core.auth import Actor, require_admin
 from core.review.campaigns import campaign_for, load_questions
-from core.review.questions import CHOICES_FROM_TAXONOMY, RATING_VALUES, QuestionView, choices
+from core.review.measures import alpha, finite, kappa
+from core.review.questions import CHOICES_FROM_GROUP, CHOICES_FROM_ITEM, CHOICES_FROM_TAXONOMY, RATING_VALUES, QuestionView, choices
 from core.review.queue import taxonomy_label_names
 from core.review.selection import CHUNK, presence_threshold
 from db.models import CampaignItem, ItemAssignment, Label, Response, ResponseStatus, Suggestion, User
@@ -87,37 +85,6 @@ class CampaignReport:
     teacher: tuple[TeacherAgreement, ...]
     progress: tuple[AnnotatorProgress, ...]
     seconds_per_item: tuple[float, ...]  # every submitted (item, annotator), for a histogram
-
-
-def _finite(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
-
-
-def alpha(matrix: np.ndarray, level: str, value_domain: list | None = None) -> float | None:
-    """Krippendorff's alpha of an annotators x items matrix (NaN = no answer); None if undefined."""
-    paired = np.sum(~np.isnan(matrix), axis=0) >= 2
-    matrix = matrix[:, paired]
-    if matrix.shape[1] == 0 or len(np.unique(matrix[~np.isnan(matrix)])) < 2:
-        return None  # no pairable answers, or nobody ever disagreed: alpha is undefined
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _finite(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level,
-                                          value_domain=value_domain))
-
-
-def kappa(first: np.ndarray, second: np.ndarray, weights: str | None = None) -> float | None:
-    if len(first) == 0:
-        return None
-    domain = np.unique(np.concatenate([first, second]))
-    if len(domain) < 2:
-        return None  # one category only: chance agreement is total, kappa undefined
-    # Codes 0..K-1 over the sorted values both gave: what sklearn does itself (weights use these
-    # positions), minus its slow per-element label lookup on 280,000 (item, label) decisions.
-    codes = np.arange(len(domain))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _finite(cohen_kappa_score(np.searchsorted(domain, first), np.searchsorted(domain, second),
-                                         labels=codes, weights=weights))
 
 
 def _raw_rows(session: Session, statement) -> list[tuple]:
@@ -246,7 +213,7 @@ def teacher_agreement(question: QuestionView, tensor: np.ndarray, names: list[st
             continue
         human = tensor[:, u, answered].T.astype(int).ravel()
         model = taught[answered].ravel()
-        f1 = _finite(f1_score(model, human, zero_division=np.nan)) if (human.any() or model.any()) else None
+        f1 = finite(f1_score(model, human, zero_division=np.nan)) if (human.any() or model.any()) else None
         result.append(TeacherAgreement(name, question.name, int(answered.sum()), kappa(human, model), f1))
     return result
 
@@ -311,13 +278,18 @@ def campaign_report(actor: Actor | None, campaign_id: int) -> CampaignReport:
 
 
 def _allowed(question: QuestionView, labels: list[str], answers) -> list[str]:
-    """The choices to compare on. Per-item choices (a diversity group's "1".."n") go up to the
-    largest number anyone chose: a number nobody chose has no disagreement to measure."""
+    """The choices to compare on. Per-item choices (a diversity group's "1".."n", a verification
+    item's own labels) are those anyone chose: a choice nobody chose has no disagreement to measure."""
     if question.kind not in ("single_label", "multi_label"):
         return []
-    if question.options.get("choices_from") == "group":
+    source = question.options.get("choices_from")
+    if source == CHOICES_FROM_GROUP:
         largest = max((int(n) for v in answers.values() for n in (v or [])), default=0)
-        return choices(question, labels, largest)
+        return [str(i) for i in range(1, largest + 1)]
+    if source == CHOICES_FROM_ITEM:
+        chosen = ({n for v in answers.values() for n in (v or [])} if question.kind == "multi_label"
+                  else {v for v in answers.values() if v})
+        return sorted(map(str, chosen))
     return choices(question, labels)
 
 

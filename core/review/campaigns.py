@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from core import jobs
 from core.auth import Actor, PermissionDenied, require_admin, require_page
-from core.review.questions import TASKS, QuestionSpec, QuestionView, task_questions
-from core.review.selection import Selection, diversity_groups, pending_oot, select_example_ids
+from core.review import tasks as review_tasks
+from core.review.questions import QuestionSpec, QuestionView
+from core.review.selection import Selection
 from db.models import (
     Campaign, CampaignAnnotator, CampaignItem, ItemAssignment, Question, Role, Taxonomy, User,
 )
@@ -91,19 +92,6 @@ def _check_numbers(overlap: int, min_submissions: int, annotators: int) -> None:
         raise ValueError("Submissions that complete an item must be between 1 and the overlap.")
 
 
-def _item_payloads(session: Session, task: str, selection: Selection, taxonomy_id: int | None) -> list[dict]:
-    """Each item's example_id and payload, in queue order."""
-    if task == "oot":
-        if taxonomy_id is None:
-            raise ValueError("An out-of-taxonomy campaign needs a taxonomy.")
-        return [{"example_id": None, "payload": p} for p in pending_oot(session, taxonomy_id, selection.limit)]
-    ids = select_example_ids(session, selection, taxonomy_id)
-    if task == "diversity":
-        groups = diversity_groups(session, ids, taxonomy_id, selection.group_by, selection.group_size)
-        return [{"example_id": g["example_ids"][0], "payload": g} for g in groups]
-    return [{"example_id": i, "payload": {}} for i in ids]
-
-
 @dataclass(frozen=True)
 class CampaignSpec:
     """Everything an admin chooses for a campaign; plain data, so a job payload can carry it."""
@@ -124,9 +112,8 @@ class CampaignSpec:
         name = self.name.strip()
         if not name or len(name) > MAX_NAME_CHARS:
             raise ValueError(f"A campaign name is 1 to {MAX_NAME_CHARS} characters.")
-        if self.task not in TASKS:
-            raise ValueError(f"Unknown review task {self.task!r}.")
-        questions = task_questions(self.task) if self.questions is None else list(self.questions)
+        task = review_tasks.get(self.task)  # ValueError for an unknown task
+        questions = task.questions() if self.questions is None else list(self.questions)
         if not questions:
             raise ValueError("A campaign needs at least one question.")
         if len({q.name for q in questions}) != len(questions):
@@ -176,9 +163,9 @@ def _check_new(session: Session, spec: CampaignSpec) -> list[int]:
 def _create(session: Session, actor: Actor, spec: CampaignSpec) -> Campaign:
     annotators = _check_new(session, spec)
     taxonomy_id = spec.taxonomy_id or _default_taxonomy_id(session)
-    items = _item_payloads(session, spec.task, spec.selection, taxonomy_id)
+    items = review_tasks.get(spec.task).items(session, spec.selection, taxonomy_id)
     if not items:
-        raise ValueError("The selection has no items: nothing to review.")
+        raise ValueError(f"{spec.name}: the selection has no items: nothing to review.")
     campaign = Campaign(
         name=spec.name, task=spec.task, guidelines=spec.guidelines, overlap=spec.overlap,
         min_submissions=spec.min_submissions, show_suggestions=spec.show_suggestions, taxonomy_id=taxonomy_id,
@@ -296,3 +283,41 @@ def set_status(actor: Actor | None, campaign_id: int, status: str) -> None:
         raise ValueError("A campaign is open or closed.")
     with write_session() as session:
         campaign_for(session, actor, campaign_id).status = status
+
+
+# --------------------------------------------------------------------------- the paper's evaluation
+
+PAPER_PRESET = "Emo Pillars evaluation"
+PAPER_ITEMS = 200
+PAPER_ANNOTATORS = 3
+PAPER_TASKS = ("verification", "rewrite", "personalization", "diversity")
+
+
+def paper_preset_specs(annotator_ids: list[int], *, prefix: str = PAPER_PRESET, items: int = PAPER_ITEMS,
+                       seed: int = 0, neutral_share: float = 0.10, run_id: int | None = None,
+                       taxonomy_id: int | None = None) -> list[CampaignSpec]:
+    """The four campaigns of the paper's human evaluation: each item answered by 3 annotators."""
+    if len(set(annotator_ids)) < PAPER_ANNOTATORS:
+        raise ValueError(f"The {PAPER_PRESET} preset needs {PAPER_ANNOTATORS} annotators.")
+    if items < 1:
+        raise ValueError("Each campaign needs at least one item.")
+    base = Selection(run_id=run_id, limit=int(items), random_sample=True, seed=int(seed))
+    selections = {
+        "verification": replace(base, neutral_share=float(neutral_share)),
+        "rewrite": base,
+        "personalization": replace(base, kind="contextual"),
+        "diversity": replace(base, kind="contextless", group_by="both"),
+    }
+    return [CampaignSpec(name=f"{prefix.strip()}: {review_tasks.get(task).title}", task=task,
+                         annotator_ids=list(annotator_ids), selection=selections[task], overlap=PAPER_ANNOTATORS,
+                         min_submissions=PAPER_ANNOTATORS, guidelines=review_tasks.get(task).guidelines,
+                         show_suggestions=False, taxonomy_id=taxonomy_id).checked()
+            for task in PAPER_TASKS]
+
+
+def create_paper_preset(actor: Actor | None, annotator_ids: list[int], **options: Any) -> list[CampaignView]:
+    """Create the four campaigns in one transaction: all of them, or (with a clear error) none."""
+    require_admin(actor)
+    specs = paper_preset_specs(annotator_ids, **options)
+    with write_session() as session:
+        return [_view(session, _create(session, actor, spec)) for spec in specs]

@@ -1,4 +1,4 @@
-"""Question kinds, the values they accept, and the question sets of the four review tasks.
+"""Question kinds and the values they accept (the review tasks, in core/review/tasks/, choose theirs).
 
 Stored values (a contract with the curation pages): rating -> int 1..5; single_label -> a choice
 name (str); multi_label -> a JSON list of choice names; text -> str; flag -> bool.
@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("rating", "single_label", "multi_label", "text", "flag")
-TASKS = ("verification", "personalization", "diversity", "oot", "custom")
 RATING_VALUES = (1, 2, 3, 4, 5)
 MAX_TEXT_CHARS = 5000
 
 # Where a label question takes its choices from, when not listed in options["choices"].
 CHOICES_FROM_TAXONOMY = "taxonomy"  # the campaign taxonomy's label names
 CHOICES_FROM_GROUP = "group"  # "1".."n": the utterances of a diversity group
-OOT_ACTIONS = ("map", "propose", "drop")
+CHOICES_FROM_ITEM = "item"  # the item's own list, payload["choices"] (verification: top 5 + distractor + none)
 
 
 class AnswerError(ValueError):
@@ -59,13 +58,16 @@ class QuestionView:
         return dict(self.options.get("anchors", {}))
 
 
-def choices(question: QuestionView, taxonomy_labels: list[str], group_size: int = 0) -> list[str]:
-    """The names a label question offers for one item."""
+def choices(question: QuestionView, taxonomy_labels: list[str], payload: dict[str, Any] | None = None) -> list[str]:
+    """The names a label question offers for one item (its payload holds per-item choices)."""
     source = question.options.get("choices_from")
+    payload = payload or {}
     if source == CHOICES_FROM_TAXONOMY:
         return list(taxonomy_labels)
     if source == CHOICES_FROM_GROUP:
-        return [str(i) for i in range(1, group_size + 1)]
+        return [str(i) for i in range(1, len(payload.get("example_ids") or []) + 1)]
+    if source == CHOICES_FROM_ITEM:
+        return [str(c) for c in payload.get("choices", [])]
     return [str(c) for c in question.options.get("choices", [])]
 
 
@@ -95,55 +97,3 @@ def clean_value(question: QuestionView, value: Any, allowed: list[str]) -> Any:
     if unknown:
         raise AnswerError(f"{question.title}: not among the choices: {sorted(map(str, unknown))}.")
     return [name for name in allowed if name in picked]  # the choices' order: stable to compare
-
-
-RATING_ANCHORS = {
-    "personalization": {
-        "1": "Generic: anyone could say it anywhere.",
-        "2": "Mostly generic, a faint link to the situation.",
-        "3": "Fits the situation but not this character.",
-        "4": "Fits the situation and the character.",
-        "5": "Only this character could say it in this situation.",
-    },
-    "diversity": {
-        "1": "Near copies of each other.",
-        "2": "Same wording with small changes.",
-        "3": "Some variety in wording, same ideas.",
-        "4": "Varied wording and ideas, a few overlaps.",
-        "5": "Every utterance is distinct in wording and idea.",
-    },
-}
-
-
-def task_questions(task: str) -> list[QuestionSpec]:
-    """The default questions of a review task (admins may leave some out or add their own)."""
-    if task == "verification":
-        return [
-            QuestionSpec("emotions", "Which emotions does the speaker express?", "multi_label",
-                         {"choices_from": CHOICES_FROM_TAXONOMY, "required": True}),
-            QuestionSpec("comment", "Comment (optional)", "text"),
-        ]
-    if task == "personalization":
-        return [
-            QuestionSpec("specificity", "How specific is the utterance to this character and situation?",
-                         "rating", {"anchors": RATING_ANCHORS["personalization"]}),
-            QuestionSpec("generic", "Generic: it would fit any character", "flag"),
-        ]
-    if task == "diversity":
-        return [
-            QuestionSpec("diversity", "How diverse are these utterances?", "rating",
-                         {"anchors": RATING_ANCHORS["diversity"]}),
-            QuestionSpec("repeated", "Which utterances repeat another one?", "multi_label",
-                         {"choices_from": CHOICES_FROM_GROUP}),
-        ]
-    if task == "oot":
-        return [
-            QuestionSpec("action", "What should happen to this label?", "single_label",
-                         {"choices": list(OOT_ACTIONS)}),
-            QuestionSpec("target", "Taxonomy label it maps to (for 'map')", "single_label",
-                         {"choices_from": CHOICES_FROM_TAXONOMY, "required": False}),
-            QuestionSpec("note", "Note (optional)", "text"),
-        ]
-    if task == "custom":
-        return []
-    raise ValueError(f"Unknown review task {task!r}; use one of {', '.join(TASKS)}.")

@@ -1,7 +1,11 @@
 """An annotator's queue: the next item, the previous one, and everything one item shows.
 
 Next item = the annotator's first 'assigned' assignment by position (one seek on
-ix_item_assignments_queue); skipped items come back once nothing else is left.
+ix_item_assignments_queue); skipped items come back once nothing else is left. What an item shows
+is its task's choice (core/review/tasks/). Opening an item costs four queries whatever the task:
+the campaign with its questions and the actor's membership; the assignment with its item and the
+actor's progress; the examples (with character, and story when the task shows it); the actor's
+answers. Showing other annotators' answers (revealed, or to an admin) adds one.
 """
 
 from __future__ import annotations
@@ -9,31 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from core.auth import Actor, PermissionDenied
-from core.review.campaigns import campaign_for, load_questions
-from core.review.questions import QuestionView, choices
-from core.review.selection import count_oot_examples, oot_examples, presence_threshold
+from core.auth import Actor, PermissionDenied, require_page
+from core.review import tasks as review_tasks
+from core.review.questions import CHOICES_FROM_TAXONOMY, QuestionView, choices
+from core.review.tasks.base import Shown, ShownExample
 from db.models import (
-    Campaign, CampaignItem, Character, Example, ItemAssignment, Label, Question, Response, ResponseStatus,
-    Suggestion, User,
+    Campaign, CampaignAnnotator, CampaignItem, Character, Example, ItemAssignment, Label, Question, Response,
+    ResponseStatus, Story, User,
 )
 from db.session import read_session
 
-OOT_EXAMPLES_SHOWN = 5
+__all__ = ["ItemView", "ShownExample", "Shown", "next_item", "previous_item", "get_item", "taxonomy_label_names"]
 
-
-@dataclass(frozen=True)
-class ShownExample:
-    id: int
-    kind: str
-    text: str
-    context: str | None
-    character_name: str | None
-    character_description: str | None
-    suggestions: tuple[tuple[str, float], ...] = ()  # teacher labels (name, score), best first
+STORY_SUMMARY_CHARS = 700  # the head of the story: the corpora are plot synopses already
 
 
 @dataclass(frozen=True)
@@ -42,9 +37,10 @@ class ItemView:
     task: str
     item_id: int
     position: int
-    status: str  # this annotator's assignment: assigned | submitted | skipped
+    status: str  # this annotator's assignment: assigned | submitted | skipped | not assigned
     examples: tuple[ShownExample, ...]
-    oot: dict[str, Any] | None
+    shown: tuple[Shown, ...]  # what the item shows, top to bottom (the task decides)
+    payload: dict[str, Any]
     questions: tuple[QuestionView, ...]
     choices: dict[str, list[str]]
     answers: dict[str, Any]
@@ -54,51 +50,97 @@ class ItemView:
     others: tuple[tuple[str, str, Any], ...] = field(default=())  # (annotator, question, value) once revealed
 
 
-def _assignment_at(session: Session, campaign_id: int, user_id: int, status: str):
+@dataclass(frozen=True)
+class _Campaign:
+    id: int
+    task: str
+    taxonomy_id: int | None
+    show_suggestions: bool
+    reveal_responses: bool
+    questions: tuple[QuestionView, ...]
+
+
+def _campaign(session: Session, actor: Actor | None, campaign_id: int) -> _Campaign:
+    """Query 1: the campaign, its questions and whether the actor is one of its annotators."""
+    require_page(actor, "review")
+    member = exists().where(CampaignAnnotator.campaign_id == Campaign.id, CampaignAnnotator.user_id == actor.id)
+    rows = session.execute(
+        select(Campaign.task, Campaign.taxonomy_id, Campaign.show_suggestions, Campaign.reveal_responses,
+               member, Question.id, Question.name, Question.title, Question.kind, Question.options, Question.position)
+        .outerjoin(Question, Question.campaign_id == Campaign.id)
+        .where(Campaign.id == campaign_id).order_by(Question.position)
+    ).tuples().all()
+    if not rows:
+        raise ValueError(f"No campaign with id {campaign_id}.")
+    task, taxonomy_id, show, reveal, is_member = rows[0][:5]
+    if not actor.is_admin and not is_member:
+        raise PermissionDenied("You are not an annotator of this campaign.")
+    questions = tuple(QuestionView(r[5], r[6], r[7], r[8], dict(r[9] or {}), r[10]) for r in rows if r[5] is not None)
+    return _Campaign(campaign_id, task, taxonomy_id, bool(show), bool(reveal), questions)
+
+
+def _progress_columns(campaign_id: int, user_id: int):
+    mine = and_(ItemAssignment.campaign_id == campaign_id, ItemAssignment.user_id == user_id)
+    done = select(func.count()).select_from(ItemAssignment).where(mine, ItemAssignment.status == "submitted")
+    total = select(func.count()).select_from(ItemAssignment).where(mine)
+    return done.scalar_subquery().label("done"), total.scalar_subquery().label("total")
+
+
+def _assignment_query(campaign_id: int, user_id: int):
+    return (select(ItemAssignment.item_id, ItemAssignment.position, ItemAssignment.status)
+            .where(ItemAssignment.campaign_id == campaign_id, ItemAssignment.user_id == user_id))
+
+
+def _with_item(session: Session, assignments, campaign_id: int, user_id: int):
+    """Query 2: the chosen assignment(s) with the item and the actor's progress, first row first."""
+    chosen = assignments.subquery()
+    done, total = _progress_columns(campaign_id, user_id)
     return session.execute(
-        select(ItemAssignment.item_id, ItemAssignment.position, ItemAssignment.status)
-        .where(ItemAssignment.campaign_id == campaign_id, ItemAssignment.user_id == user_id,
-               ItemAssignment.status == status)
-        .order_by(ItemAssignment.position).limit(1)
+        select(chosen.c.item_id, chosen.c.position, chosen.c.status, CampaignItem.example_id,
+               CampaignItem.payload, done, total)
+        .join(CampaignItem, CampaignItem.id == chosen.c.item_id).order_by(chosen.c.rank)
     ).first()
 
 
 def next_item(actor: Actor | None, campaign_id: int) -> ItemView | None:
     """The actor's next item to answer, or None when their queue is done."""
     with read_session() as session:
-        campaign = campaign_for(session, actor, campaign_id)
-        row = (_assignment_at(session, campaign_id, actor.id, "assigned")
-               or _assignment_at(session, campaign_id, actor.id, "skipped"))
-        return None if row is None else _item_view(session, actor, campaign, row.item_id, row.position, row.status)
+        campaign = _campaign(session, actor, campaign_id)
+        first = [_assignment_query(campaign_id, actor.id).where(ItemAssignment.status == status)
+                 .order_by(ItemAssignment.position).limit(1).add_columns(literal(rank).label("rank")).subquery()
+                 for rank, status in enumerate(("assigned", "skipped"))]
+        row = _with_item(session, union_all(*(select(s) for s in first)), campaign_id, actor.id)
+        return None if row is None else _item_view(session, actor, campaign, row)
 
 
 def previous_item(actor: Actor | None, campaign_id: int, before_position: int | None) -> ItemView | None:
     """The actor's item just before `before_position` (their last one when None), any status."""
     with read_session() as session:
-        campaign = campaign_for(session, actor, campaign_id)
-        query = select(ItemAssignment.item_id, ItemAssignment.position, ItemAssignment.status).where(
-            ItemAssignment.campaign_id == campaign_id, ItemAssignment.user_id == actor.id)
+        campaign = _campaign(session, actor, campaign_id)
+        query = _assignment_query(campaign_id, actor.id)
         if before_position is not None:
             query = query.where(ItemAssignment.position < before_position)
-        row = session.execute(query.order_by(ItemAssignment.position.desc()).limit(1)).first()
-        return None if row is None else _item_view(session, actor, campaign, row.item_id, row.position, row.status)
+        query = query.order_by(ItemAssignment.position.desc()).limit(1).add_columns(literal(0).label("rank"))
+        row = _with_item(session, query, campaign_id, actor.id)
+        return None if row is None else _item_view(session, actor, campaign, row)
 
 
 def get_item(actor: Actor | None, campaign_id: int, item_id: int) -> ItemView:
     """One item of the actor's queue (admins: any item of the campaign)."""
     with read_session() as session:
-        campaign = campaign_for(session, actor, campaign_id)
-        row = session.execute(select(ItemAssignment.position, ItemAssignment.status).where(
-            ItemAssignment.item_id == item_id, ItemAssignment.user_id == actor.id)).first()
-        if row is None:
-            if not actor.is_admin:
-                raise PermissionDenied("This item is not in your queue.")
-            position = session.scalar(select(CampaignItem.position).where(
-                CampaignItem.id == item_id, CampaignItem.campaign_id == campaign_id))
-            if position is None:
-                raise ValueError(f"No item {item_id} in this campaign.")
-            return _item_view(session, actor, campaign, item_id, position, "not assigned")
-        return _item_view(session, actor, campaign, item_id, row.position, row.status)
+        campaign = _campaign(session, actor, campaign_id)
+        query = _assignment_query(campaign_id, actor.id).where(ItemAssignment.item_id == item_id)
+        row = _with_item(session, query.add_columns(literal(0).label("rank")), campaign_id, actor.id)
+        if row is not None:
+            return _item_view(session, actor, campaign, row)
+        if not actor.is_admin:
+            raise PermissionDenied("This item is not in your queue.")
+        item = session.execute(select(CampaignItem.id, CampaignItem.position, literal("not assigned"),
+                                      CampaignItem.example_id, CampaignItem.payload, literal(0), literal(0))
+                               .where(CampaignItem.id == item_id, CampaignItem.campaign_id == campaign_id)).first()
+        if item is None:
+            raise ValueError(f"No item {item_id} in this campaign.")
+        return _item_view(session, actor, campaign, item)
 
 
 def taxonomy_label_names(session: Session, taxonomy_id: int | None) -> list[str]:
@@ -107,82 +149,71 @@ def taxonomy_label_names(session: Session, taxonomy_id: int | None) -> list[str]
     return list(session.scalars(select(Label.name).where(Label.taxonomy_id == taxonomy_id).order_by(Label.position)))
 
 
-def _item_view(session: Session, actor: Actor, campaign: Campaign, item_id: int, position: int,
-               status: str) -> ItemView:
-    item = session.get(CampaignItem, item_id)
-    payload = dict(item.payload or {})
-    example_ids = payload.get("example_ids") or ([item.example_id] if item.example_id else [])
-    show_teacher = campaign.show_suggestions and campaign.task != "diversity"
-    examples = _examples(session, example_ids, campaign.taxonomy_id, show_teacher)
-    oot = None
-    if campaign.task == "oot":
-        name = payload.get("oot_name", "")
-        oot = {**payload, "examples": [text for _id, text in oot_examples(session, name, OOT_EXAMPLES_SHOWN)],
-               "example_count": count_oot_examples(session, name)}
-    questions = load_questions(session, campaign.id)
-    labels = taxonomy_label_names(session, campaign.taxonomy_id)
-    answers, versions = _own_answers(session, item_id, actor.id)
-    done, total = _progress(session, campaign.id, actor.id)
-    others = _others(session, item_id, actor) if (actor.is_admin or campaign.reveal_responses) else ()
+def _item_view(session: Session, actor: Actor, campaign: _Campaign, row) -> ItemView:
+    item_id, position, status, example_id, payload, done, total = row
+    payload = dict(payload or {})
+    task = review_tasks.get(campaign.task)
+    examples = _examples(session, task.example_ids(example_id, payload), task.needs_story)
+    questions = campaign.questions
+    # Only a question offering the whole taxonomy (an OOT target) needs its labels: one more query.
+    labels = (taxonomy_label_names(session, campaign.taxonomy_id)
+              if any(q.options.get("choices_from") == CHOICES_FROM_TAXONOMY for q in questions) else [])
+    answers, versions = _own_answers(session, item_id, actor.id, questions)
+    others = _others(session, item_id, actor, questions) if (actor.is_admin or campaign.reveal_responses) else ()
     return ItemView(
-        campaign.id, campaign.task, item_id, position, status, examples, oot, tuple(questions),
-        {q.name: choices(q, labels, len(example_ids)) for q in questions if q.kind in ("single_label", "multi_label")},
-        answers, versions, done, total, others,
+        campaign.id, campaign.task, item_id, position, status, examples,
+        tuple(task.shown(list(examples), payload, campaign.show_suggestions)), payload, questions,
+        {q.name: choices(q, labels, payload) for q in questions if q.kind in ("single_label", "multi_label")},
+        answers, versions, int(done or 0), int(total or 0), others,
     )
 
 
-def _examples(session: Session, ids: list[int], taxonomy_id: int | None, with_suggestions: bool):
+def _examples(session: Session, ids: list[int], with_story: bool) -> tuple[ShownExample, ...]:
+    """Query 3: the examples, with their character (and story) in the same query."""
     if not ids:
         return ()
-    rows = {e.id: (e, c) for e, c in session.execute(
-        select(Example, Character).outerjoin(Character, Character.id == Example.character_id)
-        .where(Example.id.in_(ids))).tuples()}
-    scores: dict[int, dict[str, float]] = {i: {} for i in ids}
-    if with_suggestions:
-        threshold = presence_threshold()
-        query = (select(Suggestion.example_id, Label.name, Suggestion.score)
-                 .join(Label, Label.id == Suggestion.label_id)
-                 .where(Suggestion.example_id.in_(ids), Suggestion.score >= threshold))
-        if taxonomy_id is not None:
-            query = query.where(Label.taxonomy_id == taxonomy_id)
-        for example_id, name, score in session.execute(query).tuples():
-            scores[example_id][name] = max(score, scores[example_id].get(name, 0.0))
+    columns = [Example.id, Example.kind, Example.text, Example.context, Character.name, Character.description]
+    query = select(*columns).outerjoin(Character, Character.id == Example.character_id)
+    if with_story:
+        query = query.add_columns(Story.title, func.substr(Story.text, 1, STORY_SUMMARY_CHARS)).outerjoin(
+            Story, Story.id == Example.story_id)
+    rows = {r[0]: r for r in session.execute(query.where(Example.id.in_(ids))).tuples()}
     shown = []
     for example_id in ids:
         if example_id not in rows:
             continue  # deleted since the campaign was made
-        example, character = rows[example_id]
-        ranked = tuple(sorted(scores[example_id].items(), key=lambda kv: -kv[1]))
-        shown.append(ShownExample(
-            example.id, str(getattr(example.kind, "value", example.kind)), example.text, example.context,
-            character.name if character else None, character.description if character else None, ranked))
+        r = rows[example_id]
+        story = (r[6], _summary(r[7])) if with_story else (None, None)
+        shown.append(ShownExample(r[0], str(getattr(r[1], "value", r[1])), r[2], r[3], r[4], r[5], *story))
     return tuple(shown)
 
 
-def _own_answers(session: Session, item_id: int, user_id: int) -> tuple[dict[str, Any], dict[str, int]]:
+def _summary(text: str | None) -> str | None:
+    if not text:
+        return None
+    return text if len(text) < STORY_SUMMARY_CHARS else text.rsplit(" ", 1)[0] + " ..."
+
+
+def _own_answers(session: Session, item_id: int, user_id: int,
+                 questions: tuple[QuestionView, ...]) -> tuple[dict[str, Any], dict[str, int]]:
+    """Query 4: the actor's answers to the item."""
+    names = {q.id: q.name for q in questions}
     answers, versions = {}, {}
-    for name, value, version in session.execute(
-        select(Question.name, Response.value, Response.version).join(Question, Question.id == Response.question_id)
+    for question_id, value, version in session.execute(
+        select(Response.question_id, Response.value, Response.version)
         .where(Response.item_id == item_id, Response.user_id == user_id)
     ).tuples():
-        answers[name], versions[name] = value, version
+        if question_id in names:
+            answers[names[question_id]], versions[names[question_id]] = value, version
     return answers, versions
 
 
-def _progress(session: Session, campaign_id: int, user_id: int) -> tuple[int, int]:
-    done, total = session.execute(
-        select(func.count().filter(ItemAssignment.status == "submitted"), func.count())
-        .where(ItemAssignment.campaign_id == campaign_id, ItemAssignment.user_id == user_id)
-    ).one()
-    return int(done), int(total)
-
-
-def _others(session: Session, item_id: int, actor: Actor) -> tuple[tuple[str, str, Any], ...]:
+def _others(session: Session, item_id: int, actor: Actor,
+            questions: tuple[QuestionView, ...]) -> tuple[tuple[str, str, Any], ...]:
+    names = {q.id: (q.position, q.name) for q in questions}
     rows = session.execute(
-        select(User.username, Question.name, Response.value)
-        .join(User, User.id == Response.user_id).join(Question, Question.id == Response.question_id)
-        .where(Response.item_id == item_id, Response.user_id != actor.id,
-               Response.status == ResponseStatus.submitted)
-        .order_by(User.username, Question.position)
-    ).tuples()
-    return tuple(rows)
+        select(User.username, Response.question_id, Response.value).join(User, User.id == Response.user_id)
+        .where(Response.item_id == item_id, Response.user_id != actor.id, Response.status == ResponseStatus.submitted)
+    ).tuples().all()
+    ordered = sorted((u, names[q], v) for u, q, v in rows if q in names)
+    return tuple((u, name, v) for u, (_pos, name), v in ordered)

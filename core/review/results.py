@@ -1,4 +1,7 @@
-"""A campaign's results as CSV, and the admin's decisions on out-of-taxonomy labels.
+"""A campaign's results: its task's figures (beside the paper's), CSV, and the admin's decisions
+on out-of-taxonomy labels.
+
+Every answer CSV is written by `results_csv` alone (one place to neutralise cells).
 
 Reviewers' OOT answers are only votes; an admin's decision (taken from the votes, or directly)
 goes through `core.labels.decide_oot`, which updates the mapping dictionary and re-applies it
@@ -19,7 +22,9 @@ from sqlalchemy import select
 from core.auth import Actor, require_admin
 from core.review.agreement import CampaignReport
 from core.review.campaigns import campaign_for
-from core.review.questions import OOT_ACTIONS
+from core.review import tasks as review_tasks
+from core.review.tasks.base import AnsweredItem, TaskResults
+from core.review.tasks.oot import ACTIONS as OOT_ACTIONS
 from db.models import CampaignItem, Label, OOTMapping, Question, Response, ResponseStatus, User
 from db.session import read_session
 
@@ -64,6 +69,32 @@ def results_csv(actor: Actor | None, campaign_id: int) -> str:
                                  f"{secs:.1f}", updated.isoformat() if updated else ""])
             last_id = rows[-1][-1]
     return out.getvalue()
+
+
+def submitted_items(session, campaign_id: int) -> tuple[list[AnsweredItem], list[str]]:
+    """Every item of the campaign with its submitted answers (annotator -> question -> value), and the
+    annotators who answered, sorted."""
+    items = {i: AnsweredItem(i, e, dict(p or {}), {}) for i, e, p in session.execute(
+        select(CampaignItem.id, CampaignItem.example_id, CampaignItem.payload)
+        .where(CampaignItem.campaign_id == campaign_id).order_by(CampaignItem.position)).tuples()}
+    for item_id, user, name, value in session.execute(
+        select(Response.item_id, User.username, Question.name, Response.value)
+        .join(User, User.id == Response.user_id).join(Question, Question.id == Response.question_id)
+        .join(CampaignItem, CampaignItem.id == Response.item_id)
+        .where(CampaignItem.campaign_id == campaign_id, Response.status == ResponseStatus.submitted)
+    ).tuples():
+        items[item_id].answers.setdefault(user, {})[name] = value
+    annotators = sorted({u for item in items.values() for u in item.answers})
+    return list(items.values()), annotators
+
+
+def task_results(actor: Actor | None, campaign_id: int) -> TaskResults:
+    """The campaign's task figures (the paper's measures, with the paper's values); admins only."""
+    require_admin(actor)
+    with read_session() as session:
+        campaign = campaign_for(session, actor, campaign_id)
+        items, annotators = submitted_items(session, campaign_id)
+    return review_tasks.get(campaign.task).results(items, annotators)
 
 
 def agreement_csv(report: CampaignReport) -> str:

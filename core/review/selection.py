@@ -2,8 +2,8 @@
 
 A selection is an explicit list of example ids (e.g. the top label-issue scores, or any Curate
 filter's result), a generation run, a simple filter, or a stratified sample of N examples per
-emotion. Diversity campaigns group the chosen examples; OOT campaigns take the pending
-out-of-taxonomy names instead of examples.
+emotion. What a task makes of the chosen examples (groups, pairs, per-item choices) is the
+task's own business (core/review/tasks/).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import labels
-from db.models import Example, Label, OOTAction, OOTMapping, Signal, Suggestion
+from db.models import Example, Label, Signal, Suggestion
 
 DEFAULT_GROUP_SIZE = 5
 CHUNK = 500  # ids per IN (...) list
@@ -42,8 +42,10 @@ class Selection:
     label: str | None = None  # teacher label present (score >= threshold)
     per_emotion: int | None = None  # stratified: N examples per present emotion
     limit: int | None = None
+    random_sample: bool = False  # the limit takes a seeded random sample instead of the first ones
     seed: int = 0
-    group_by: str = "character_emotion"  # diversity: character_emotion | emotion
+    group_by: str = "character_emotion"  # diversity: character_emotion | emotion | both
+    neutral_share: float | None = None  # verification: share of items whose teacher's top label is neutral
     group_size: int = DEFAULT_GROUP_SIZE
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -83,6 +85,9 @@ def select_example_ids(session: Session, selection: Selection, taxonomy_id: int 
         ids = list(session.scalars(_filtered_query(selection, taxonomy_id, threshold).order_by(Example.id)))
     if selection.per_emotion:
         ids = _stratified(session, ids, selection.per_emotion, taxonomy_id, threshold, selection.seed)
+    if selection.limit and selection.random_sample and len(ids) > selection.limit:
+        keep = set(random.Random(selection.seed).sample(ids, selection.limit))
+        return [i for i in ids if i in keep]
     return ids[: selection.limit] if selection.limit else ids
 
 
@@ -157,55 +162,3 @@ def top_labels(session: Session, ids: list[int], taxonomy_id: int | None) -> dic
             if example_id not in best or score > best[example_id][0]:
                 best[example_id] = (score, name)
     return {**{i: name for i, (_s, name) in best.items()}, **targets}
-
-
-def diversity_groups(session: Session, ids: list[int], taxonomy_id: int | None,
-                     group_by: str, group_size: int) -> list[dict[str, Any]]:
-    """Groups of utterances sharing an emotion (and a character, for 'character_emotion')."""
-    emotions = top_labels(session, ids, taxonomy_id)
-    characters: dict[int, int | None] = {}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        characters.update(session.execute(select(Example.id, Example.character_id)
-                                          .where(Example.id.in_(chunk))).tuples().all())
-    buckets: dict[tuple, list[int]] = defaultdict(list)
-    for example_id in ids:
-        emotion = emotions.get(example_id)
-        if emotion is None:
-            continue
-        key = (characters.get(example_id), emotion) if group_by == "character_emotion" else (None, emotion)
-        buckets[key].append(example_id)
-    groups = []
-    for (character_id, emotion), members in sorted(buckets.items(), key=lambda kv: (kv[0][1], kv[0][0] or 0)):
-        chunks = [members[s:s + group_size] for s in range(0, len(members), group_size)]
-        if len(chunks) > 1 and len(chunks[-1]) == 1:
-            chunks[-2].extend(chunks.pop())  # a lone leftover joins the group before it
-        for chunk in chunks:
-            if len(chunk) >= 2:  # one utterance alone has no diversity to judge
-                groups.append({"example_ids": chunk, "emotion": emotion, "character_id": character_id})
-    return groups
-
-
-def pending_oot(session: Session, taxonomy_id: int, limit: int | None = None) -> list[dict[str, Any]]:
-    """Pending out-of-taxonomy names of a taxonomy, most frequent first."""
-    query = (
-        select(OOTMapping.id, OOTMapping.source_name, OOTMapping.occurrences)
-        .where(OOTMapping.taxonomy_id == taxonomy_id, OOTMapping.action == OOTAction.pending)
-        .order_by(OOTMapping.occurrences.desc(), OOTMapping.source_name)
-    )
-    if limit:
-        query = query.limit(limit)
-    return [{"mapping_id": mid, "oot_name": name, "occurrences": int(count or 0)}
-            for mid, name, count in session.execute(query).tuples()]
-
-
-def oot_examples(session: Session, oot_name: str, limit: int = 5) -> list[tuple[int, str]]:
-    """(example id, utterance) of a few examples the teacher gave this OOT name."""
-    ids = select(Suggestion.example_id).where(Suggestion.oot_name == oot_name).distinct().limit(limit).subquery()
-    query = select(Example.id, Example.text).where(Example.id.in_(select(ids.c.example_id))).order_by(Example.id)
-    return list(session.execute(query).tuples())
-
-
-def count_oot_examples(session: Session, oot_name: str) -> int:
-    return int(session.scalar(select(func.count(func.distinct(Suggestion.example_id)))
-                              .where(Suggestion.oot_name == oot_name)) or 0)

@@ -9,6 +9,7 @@ from core.review.campaigns import create_campaign, list_campaigns
 from core.review.queue import next_item
 from core.review.selection import Selection
 from tests.review_support import annotators, make_examples
+from ui.plain import md_escape
 from tests.test_pages import app, navigation_steady_state, shared_component_registry  # noqa: F401 - fixtures
 
 SCRIPT = "<script>alert(1)</script> **not bold**"
@@ -45,15 +46,21 @@ def test_an_annotator_answers_with_the_buttons_and_goes_back(sqlite_database):
     assert not any(SCRIPT in m.value for m in at.markdown)
     assert "A lighthouse keeper." in " ".join(shown) and "Mark every emotion you hear." in shown
     assert "Teacher: fear 0.80" in shown
-    assert [b.label for b in at.button if b.key.startswith("rv_btn:")][0] == "fear"  # teacher's label first
+    first = next_item(ann, campaign.id)
+    offered = [b.label for b in at.button if b.key.startswith(f"rv_btn:{first.item_id}:emotions:")]
+    assert sorted(offered) == sorted(first.choices["emotions"]) and len(offered) == 7  # (laid out in 4 columns)
+    assert first.choices["emotions"][-1] == "none"
+    assert "fear" in offered  # the teacher's top 5, one distractor, none
 
     button(at, "rv_submit").click().run()
-    assert [e.value for e in at.error] == ["Answer this before submitting: Which emotions does the speaker express?"]
+    assert [e.value for e in at.error] == [md_escape("Answer this before submitting: "
+                                                     "Which emotions does the speaker express?")]
 
-    item_id = next_item(ann, campaign.id).item_id
+    item_id = first.item_id
+    other = next(c for c in offered if c not in ("fear", "none"))
     button(at, f"rv_btn:{item_id}:emotions:fear").click().run()
-    button(at, f"rv_btn:{item_id}:emotions:nervousness").click().run()
-    assert next_item(ann, campaign.id).answers == {"emotions": ["fear", "nervousness"]}  # kept as a draft
+    button(at, f"rv_btn:{item_id}:emotions:{other}").click().run()
+    assert next_item(ann, campaign.id).answers == {"emotions": [c for c in offered if c in ("fear", other)]}
     button(at, "rv_submit").click().run()
     assert not at.exception and "Second line" in [t.value for t in at.text]
     assert next_item(ann, campaign.id).position == 1
@@ -98,7 +105,9 @@ def test_a_rating_and_a_flag_are_stored_as_the_contract_says(admin):
     item_id = next_item(ann, campaign.id).item_id
     assert "Teacher: fear 0.50" not in [t.value for t in at.text]  # teacher labels belong to verification only
     button(at, f"rv_btn:{item_id}:specificity:4").click().run()
-    assert [c.value for c in at.caption if c.value.startswith("4:")] == ["4: Fits the situation and the character."]
+    from core.review.tasks.personalization import ANCHORS
+
+    assert [c.value for c in at.caption if c.value.startswith("4")] == [md_escape(f"4: {ANCHORS['4']}")]
     at.checkbox(key=f"rv_answer:{item_id}:generic").check().run()
     button(at, "rv_submit").click().run()
     assert not at.exception and "Your queue is done. Thank you!" in [s.value for s in at.success]

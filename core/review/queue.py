@@ -176,7 +176,7 @@ def _examples(session: Session, ids: list[int], with_story: bool) -> tuple[Shown
     query = select(*columns).outerjoin(Character, Character.id == Example.character_id)
     if with_story:
         query = query.add_columns(Story.title, func.substr(Story.text, 1, STORY_SUMMARY_CHARS)).outerjoin(
-            Story, Story.id == Example.story_id)
+            Story, Story.id == func.coalesce(Example.story_id, Character.story_id))
     rows = {r[0]: r for r in session.execute(query.where(Example.id.in_(ids))).tuples()}
     shown = []
     for example_id in ids:

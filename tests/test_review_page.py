@@ -155,3 +155,110 @@ def test_diversity_groups_and_an_oot_decision_on_the_page(admin):
     assert not at.exception and not at.error, [e.value for e in at.error]
     (votes,) = oot_votes(admin, oot.id)
     assert (votes.current_action, votes.current_target) == ("map", "nervousness")
+
+
+def _statuses(user_id: int) -> dict[int, set[str]]:
+    from sqlalchemy import select
+
+    from db.models import Response
+    from db.session import read_session
+
+    with read_session() as session:
+        found: dict[int, set[str]] = {}
+        for item_id, status in session.execute(select(Response.item_id, Response.status)
+                                               .where(Response.user_id == user_id)).tuples():
+            found.setdefault(item_id, set()).add(getattr(status, "value", status))
+    return found
+
+
+def test_back_skip_and_toggles_on_a_submitted_item_never_make_it_a_draft(admin):
+    from core.review.agreement import campaign_report
+    from core.review.responses import answer_history
+    from core.review.results import results_csv
+
+    (ann,) = annotators(admin, "nav")
+    make_examples([{"text": f"line {i}", "labels": {"joy": 0.9}} for i in range(3)])
+    campaign = create_campaign(admin, name="nav", task="verification", annotator_ids=[ann.id])
+    at = open_review(ann)
+    first = next_item(ann, campaign.id)
+    one, two = [c for c in first.choices["emotions"] if c != "none"][:2]
+    button(at, f"rv_btn:{first.item_id}:emotions:{one}").click().run()
+    button(at, "rv_submit").click().run()
+    assert next_item(ann, campaign.id).position == 1
+
+    button(at, "rv_back").click().run()  # back on the submitted item: Back saved the new item's (empty) draft
+    assert "Item 1 (submitted: a change is saved as a new version)" in [c.value for c in at.caption]
+    button(at, f"rv_btn:{first.item_id}:emotions:{two}").click().run()  # a toggle: a new submitted version
+    assert not at.error, [e.value for e in at.error]
+    assert _statuses(ann.id)[first.item_id] == {"submitted"}
+    assert [h["value"] for h in answer_history(ann, first.item_id)] == [[one]]
+    button(at, "rv_skip").click().run()  # Skip on the submitted item: it stays submitted
+    button(at, "rv_back").click().run()
+    button(at, "rv_back").click().run()
+    assert button(at, f"rv_btn:{first.item_id}:emotions:{one}").proto.type == "primary"
+    button(at, f"rv_btn:{first.item_id}:emotions:{one}").click().run()
+    button(at, f"rv_btn:{first.item_id}:emotions:{two}").click().run()  # emptied: refused, the answer kept
+    assert any("submitted answer is kept" in e.value for e in at.error)
+    button(at, "rv_skip").click().run()
+
+    assert _statuses(ann.id)[first.item_id] == {"submitted"}
+    assert next_item(ann, campaign.id).answers.get("emotions") in (None, [])  # the second item, unanswered
+    report = campaign_report(admin, campaign.id)
+    assert [(p.annotator, p.submitted) for p in report.progress] == [("nav", 1)] and report.completed == 1
+    rows = [r for r in results_csv(admin, campaign.id).splitlines()[1:] if f",{first.item_id}," in r]
+    assert len(rows) == 2 and all(",submitted," in r for r in rows)
+
+
+def test_the_emo_pillars_preset_end_to_end(admin):
+    from core.review.responses import save_answers
+    from db.models import Example
+    from db.session import write_session
+
+    people = annotators(admin, "pa", "pb", "pc")
+    originals = make_examples([{"text": f"I am so happy {i}!", "character": ("Mara", "keeper"), "target": "joy",
+                                "labels": {"joy": 0.9}} for i in range(3)]
+                              + [{"text": f"Calm day {i}.", "character": ("Tom", "sailor"), "target": "joy",
+                                  "labels": {"neutral": 0.8}} for i in range(3)])
+    rewrites = make_examples([{"text": f"Well, look at that {i}.", "kind": "contextual", "context": "The boat came.",
+                               "character": ("Mara", "keeper"), "labels": {"joy": 0.7}} for i in range(3)])
+    with write_session() as session:
+        for original, rewrite in zip(originals, rewrites):
+            session.get(Example, rewrite).parent_id = original
+
+    at = open_review(admin)
+    at.segmented_control(key="rv_view").set_value("New campaign").run()
+    for person in people:
+        at.multiselect(key="rv_preset_users").select(person.id)
+    at.number_input(key="rv_preset_items").set_value(4)
+    next(b for b in at.button if b.label == "Create the four campaigns").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    made = {c.task: c for c in list_campaigns(admin)}
+    assert set(made) == {"verification", "rewrite", "personalization", "diversity"}
+    assert all(c.overlap == 3 and c.item_count >= 1 for c in made.values())
+
+    # Every annotator answers every item (the first through the page, the others in core).
+    ann_at = open_review(people[0])
+    ann_at.selectbox(key="rv_campaign").set_value(made["verification"].id).run()
+    item = next_item(people[0], made["verification"].id)
+    button(ann_at, f"rv_btn:{item.item_id}:emotions:none").click().run()
+    button(ann_at, "rv_submit").click().run()
+    assert not ann_at.exception
+    answers = {"verification": lambda it: {"emotions": (it.payload["teacher"] or ["none"])[:1]},
+               "rewrite": lambda it: {"less_explicit": "AB"[it.payload["example_ids"].index(it.payload["rewritten"])]},
+               "personalization": lambda it: {"specificity": 4}, "diversity": lambda it: {"diversity": 3}}
+    for task, campaign in made.items():
+        for person in people:
+            while (it := next_item(person, campaign.id)) is not None:
+                save_answers(person, it.item_id, answers[task](it), submit=True)
+
+    at.segmented_control(key="rv_view").set_value("Results").run()
+    for task, campaign in made.items():
+        at.selectbox(key="rv_campaign").set_value(campaign.id).run()
+        assert not at.exception, at.exception
+        table = next(d for d in at.dataframe if "paper" in d.value.columns).value
+        assert list(table.columns) == ["measure", "this campaign", "paper", "note"] and len(table) >= 1
+        if task == "verification":
+            assert set(table["paper"]) >= {"0.365", "0.86", "0.70", "0.9"}
+        if task == "rewrite":
+            assert set(table["this campaign"]) == {"1.000"} and set(table["paper"]) == {"0.67 / 0.71 / 0.92"}
+    assert all(c.completed_count == c.item_count for c in list_campaigns(admin))

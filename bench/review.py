@@ -5,13 +5,24 @@ and 1,000,000 responses, written with executemany in large chunks straight after
 migration (so every index of the real schema is there), then times the real core functions:
   - next item: `core.review.queue.next_item` for annotators 60% through a 390,000-item campaign;
   - save: `core.review.responses.save_answers(..., submit=True)` of their next items;
-  - agreement: `core.review.agreement.campaign_report` of a 10,000-item campaign, 3 annotators per item.
-Goals: next_item_p95_ms <= 50, save_p95_ms <= 50, agreement_10k_s <= 2. The last line is one JSON object.
+  - agreement: `core.review.agreement.campaign_report` of a 10,000-item campaign, 3 annotators per item;
+  - queries per next item: SQL statements that `next_item` sends, counted on the engine;
+  - concurrent saves: 8 processes (not threads), two per annotator (two tabs each), save drafts,
+    toggle, skip, go back and (re-)submit the same 24 items, 10,000 operations in all; then every
+    submission they were told succeeded is looked for (the answer in force, or the history) and
+    every answer of a submitted item must still be submitted.
+Goals: next_item_p95_ms <= 50, save_p95_ms <= 50, agreement_10k_s <= 2, queries_per_next_item <= 4,
+concurrent_save_lost = 0. The last line is one JSON object.
+
+    python -m bench.review                                   # the full run
+    python -m bench.review --scale 0.01 --saves 400          # a small proof that it works
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -29,6 +40,10 @@ N_ANNOTATORS = 20
 CHUNK = 50_000
 SAMPLES = 300
 SEED = 0
+SAVES = 10_000
+PROCESSES = 8
+RACE_ITEMS = 24
+RACE_ANNOTATORS = 4
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -100,7 +115,7 @@ def _campaign(conn, name: str, admin_id: int, tax_id: int, now: str) -> dict:
     campaign_id = cur.lastrowid
     questions = {}
     for position, (qname, kind, options) in enumerate([
-        ("emotions", "multi_label", '{"choices_from": "taxonomy", "required": true}'),
+        ("emotions", "multi_label", '{"choices_from": "item", "required": true}'),
         ("confidence", "rating", "{}"),
     ]):
         questions[qname] = conn.execute(
@@ -116,15 +131,18 @@ def _fill(conn, campaign: dict, example_ids, annotators: list[int], overlap: int
     conn.executemany("INSERT INTO campaign_annotators (campaign_id, user_id) VALUES (?, ?)",
                      [(campaign_id, u) for u in annotators])
     example_ids = list(example_ids)
+    names = sorted(set(top.values()))
+    # The verification task's per-item choices: the top label, 4 more, a distractor, "none".
+    choices = {e: json.dumps({"choices": [top[e]] + rng.sample([n for n in names if n != top[e]], 5) + ["none"],
+                              "teacher": [top[e]]}) for e in example_ids}
     first_item = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM campaign_items").fetchone()[0]
     done_until = round(len(example_ids) * answered)
     conn.executemany(
         "INSERT INTO campaign_items (id, campaign_id, position, example_id, payload, status, submitted_count) "
-        "VALUES (?, ?, ?, ?, '{}', ?, ?)",
-        ((first_item + p, campaign_id, p, e, "completed" if p < done_until else "pending",
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ((first_item + p, campaign_id, p, e, choices[e], "completed" if p < done_until else "pending",
           overlap if p < done_until else 0) for p, e in enumerate(example_ids)))
     assignments, responses = [], []
-    names = sorted(set(top.values()))
     for p, example_id in enumerate(example_ids):
         item_id, done = first_item + p, p < done_until
         start = (p * overlap) % len(annotators)
@@ -133,7 +151,8 @@ def _fill(conn, campaign: dict, example_ids, annotators: list[int], overlap: int
             assignments.append((item_id, user, campaign_id, p, "submitted" if done else "assigned",
                                 now if done else None))
             if done:
-                emotions = [top[example_id]] if rng.random() < 0.8 else [rng.choice(names)]
+                offered = json.loads(choices[example_id])["choices"][:-1]
+                emotions = [top[example_id]] if rng.random() < 0.8 else [rng.choice(offered)]
                 responses.append((item_id, user, questions["emotions"], json.dumps(emotions), rng.uniform(2, 20)))
                 responses.append((item_id, user, questions["confidence"], str(rng.randint(3, 5)), rng.uniform(2, 20)))
     for batch in chunks(assignments):
@@ -165,6 +184,31 @@ def time_queue(ids: dict) -> tuple[list[float], list[float]]:
     return next_ms, save_ms
 
 
+def queries_per_next_item(ids: dict, calls: int = 50) -> float:
+    """SQL statements per `next_item` call, counted on the engine (transaction control left out)."""
+    from sqlalchemy import event
+
+    from core import auth
+    from core.review.queue import next_item
+    from db.session import get_engine
+
+    actors = [auth.authenticate(f"ann{i:02d}", "bench-pass-123") for i in range(N_ANNOTATORS)]
+    counted = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().split(None, 1)[0].upper() in ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE"):
+            counted.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for n in range(calls):
+            next_item(actors[n % len(actors)], ids["big"])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return len(counted) / calls
+
+
 def time_agreement(ids: dict) -> tuple[float, object]:
     from core import auth
     from core.review.agreement import campaign_report
@@ -175,7 +219,132 @@ def time_agreement(ids: dict) -> tuple[float, object]:
     return time.perf_counter() - start, report
 
 
+def race_campaign() -> dict:
+    """A verification campaign of RACE_ITEMS items that RACE_ANNOTATORS annotators all answer."""
+    from core import auth
+    from core.review.campaigns import create_campaign
+    from core.review.selection import Selection
+
+    admin = auth.authenticate("admin", "admin-pass-123")
+    people = [auth.create_user(admin, f"race{i}", "bench-pass-123", "annotator") for i in range(RACE_ANNOTATORS)]
+    campaign = create_campaign(admin, name="bench race", task="verification", annotator_ids=[p.id for p in people],
+                               overlap=RACE_ANNOTATORS, selection=Selection(example_ids=list(range(1, RACE_ITEMS + 1))))
+    return {"campaign": campaign.id, "annotators": [(p.id, p.username) for p in people]}
+
+
+def race_worker(url: str, home: str, campaign_id: int, annotator: tuple[int, str], operations: int, seed: int,
+                log_path: str) -> None:
+    """One process (a tab): random saves, toggles, skips, backs and submissions on the shared items.
+    Logs every submitted (item, question, version, value) that save_answers reported."""
+    os.environ["DATABASE_URL"], os.environ["EMOFORGE_HOME"] = url, home
+    from core.auth import Actor, Role
+    from core.review.queue import get_item, next_item, previous_item
+    from core.review.questions import AnswerError
+    from core.review.responses import ConflictError, save_answers, skip_item
+
+    actor = Actor(annotator[0], annotator[1], Role.annotator)
+    rng = random.Random(seed)
+    item = next_item(actor, campaign_id) or previous_item(actor, campaign_id, None)
+    with open(log_path, "w") as log:
+        for _ in range(operations):
+            offered = item.choices["emotions"][:-1]
+            answers = {"emotions": sorted(rng.sample(offered, rng.randint(1, 2)))}
+            action = rng.random()
+            try:
+                if action < 0.35:  # a toggle: a draft, or a new version of a submitted answer
+                    result = save_answers(actor, item.item_id, answers, submit=False, versions=item.versions)
+                elif action < 0.7:
+                    result = save_answers(actor, item.item_id, answers, submit=True, versions=item.versions)
+                else:
+                    result = save_answers(actor, item.item_id, dict(item.answers) or answers, submit=False,
+                                          versions=item.versions)  # Back / Skip save first
+                if result.submitted:
+                    for name, version in result.versions.items():
+                        log.write(json.dumps([item.item_id, name, version, answers if action < 0.7 and name == "emotions"
+                                              else None]) + "\n")
+            except (ConflictError, AnswerError):
+                pass  # refused, not lost: the other tab's answer stands
+            move = rng.random()
+            if move < 0.3:
+                item = previous_item(actor, campaign_id, item.position) or item
+            elif move < 0.5:
+                skip_item(actor, item.item_id)
+                item = next_item(actor, campaign_id) or item
+            elif move < 0.8:
+                item = next_item(actor, campaign_id) or previous_item(actor, campaign_id, None)
+            item = get_item(actor, campaign_id, item.item_id)  # the page reloads what it shows
+
+
+def concurrent_saves(url: str, home: str, race: dict, saves: int, processes: int) -> dict:
+    """Run the race in `processes` processes (two per annotator), then look for every reported submission."""
+    context = multiprocessing.get_context("spawn")
+    logs = [str(Path(home) / f"race-{k}.jsonl") for k in range(processes)]
+    per = saves // processes
+    workers = [context.Process(target=race_worker, args=(url, home, race["campaign"],
+                                                         tuple(race["annotators"][k % len(race["annotators"])]),
+                                                         per, SEED + k, logs[k])) for k in range(processes)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    seconds = time.perf_counter() - start
+    failed = sum(1 for w in workers if w.exitcode != 0)
+    return {**check_race(race, logs), "race_seconds": round(seconds, 1), "race_processes_failed": failed}
+
+
+def check_race(race: dict, logs: list[str]) -> dict:
+    from sqlalchemy import select
+
+    from db.models import CampaignItem, ItemAssignment, Question, Response, ResponseVersion
+    from db.session import read_session
+
+    users = {name: uid for uid, name in race["annotators"]}
+    with read_session() as session:
+        current = {(r.item_id, r.user_id, q): (r.version, r.value, str(getattr(r.status, "value", r.status)))
+                   for r, q in session.execute(select(Response, Question.name)
+                                               .join(Question, Question.id == Response.question_id))}
+        history = {(item, user, q, version): value for item, user, q, version, value in session.execute(
+            select(Response.item_id, Response.user_id, Question.name, ResponseVersion.version, ResponseVersion.value)
+            .join(Response, Response.id == ResponseVersion.response_id)
+            .join(Question, Question.id == Response.question_id))}
+        submitted = set(session.execute(select(ItemAssignment.item_id, ItemAssignment.user_id)
+                                        .where(ItemAssignment.status == "submitted")))
+        counts = dict(session.execute(select(CampaignItem.id, CampaignItem.submitted_count)
+                                      .where(CampaignItem.campaign_id == race["campaign"])).all())
+    lost = reported = 0
+    for k, path in enumerate(logs):
+        user = users[race["annotators"][k % len(race["annotators"])][1]]
+        for line in Path(path).read_text().splitlines():
+            item, name, version, value = json.loads(line)
+            reported += 1
+            now = current.get((item, user, name))
+            found = (now is not None and now[0] == version) or (item, user, name, version) in history
+            if value is not None and found:  # the same answer (stored in the item's order of choices)
+                stored = now[1] if now and now[0] == version else history.get((item, user, name, version))
+                found = sorted(stored or []) == sorted(value["emotions"])
+            lost += not found
+    downgraded = sum(1 for (item, user, _q), (_v, _value, status) in current.items()
+                     if (item, user) in submitted and status != "submitted")
+    per_item = {}
+    for item, _user in submitted:
+        per_item[item] = per_item.get(item, 0) + 1
+    miscounted = sum(1 for item, n in counts.items() if per_item.get(item, 0) != n)
+    return {"concurrent_save_lost": lost + downgraded + miscounted, "submissions_reported": reported,
+            "downgraded": downgraded, "miscounted_items": miscounted, "history_rows": len(history)}
+
+
 def main() -> None:
+    global N_EXAMPLES, BIG_ITEMS, BIG_ANSWERED, SMALL_ITEMS, SAMPLES
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="share of the full sizes (0.01: a quick proof)")
+    parser.add_argument("--saves", type=int, default=SAVES, help="operations of the concurrent-save race, in all")
+    parser.add_argument("--processes", type=int, default=PROCESSES)
+    args = parser.parse_args()
+    if args.scale != 1.0:
+        N_EXAMPLES, BIG_ITEMS = int(N_EXAMPLES * args.scale), int(BIG_ITEMS * args.scale)
+        BIG_ANSWERED, SMALL_ITEMS = int(BIG_ANSWERED * args.scale), int(SMALL_ITEMS * args.scale)
+        SAMPLES = min(SAMPLES, BIG_ITEMS - BIG_ANSWERED)
     with tempfile.TemporaryDirectory(prefix="bench-review-") as tmp:
         path = Path(tmp) / "review.db"
         os.environ["EMOFORGE_HOME"] = tmp
@@ -197,15 +366,23 @@ def main() -> None:
               f"p95 {percentile(next_ms, 0.95):.1f} ms", flush=True)
         print(f"save (submit) over {SAMPLES} calls: median {statistics.median(save_ms):.1f} ms, "
               f"p95 {percentile(save_ms, 0.95):.1f} ms", flush=True)
+        queries = queries_per_next_item(ids)
+        print(f"queries per next item: {queries:.1f}", flush=True)
         seconds, report = time_agreement(ids)
         alphas = {q.name: None if q.alpha is None else round(q.alpha, 3) for q in report.questions}
         print(f"agreement of the 10,000-item campaign: {seconds:.2f} s (alpha {alphas}, "
               f"{len(report.teacher)} annotator-vs-teacher rows)", flush=True)
+        race = race_campaign()
         from db.session import dispose_engines
 
+        dispose_engines()  # the race processes open their own connections
+        raced = concurrent_saves(os.environ["DATABASE_URL"], tmp, race, args.saves, args.processes)
+        print(f"concurrent saves: {args.saves} operations in {args.processes} processes, {raced}", flush=True)
         dispose_engines()
-    print(json.dumps({"bench": "review", "next_item_p95_ms": round(percentile(next_ms, 0.95), 1),
-                      "save_p95_ms": round(percentile(save_ms, 0.95), 1), "agreement_10k_s": round(seconds, 2)}))
+    print(json.dumps({"bench": "review", "scale": args.scale, "next_item_p95_ms": round(percentile(next_ms, 0.95), 1),
+                      "save_p95_ms": round(percentile(save_ms, 0.95), 1), "agreement_10k_s": round(seconds, 2),
+                      "queries_per_next_item": round(queries, 2), "concurrent_save_lost": raced["concurrent_save_lost"],
+                      "concurrent_saves": args.saves}))
 
 
 if __name__ == "__main__":

@@ -272,3 +272,19 @@ def _card_counts(example_id: int) -> dict:
     with read_session() as session:
         stats = review_statistics(session, version_id, ["joy"])
     return {k: stats[k] for k in ("submitted_responses", "reviewers", "reviewed_examples")}
+
+
+def test_the_worker_computes_within_and_across_character_similarity_per_emotion(admin):
+    from core import worker
+    from core.review.tasks.diversity import character_similarity, enqueue_character_similarity
+
+    make_examples([{"text": f"The lamp, the lamp, always the lamp {i}.", "character": KEEPER,
+                    "labels": {"neutral": 0.9}} for i in range(3)]
+                  + [{"text": t, "character": SAILOR, "labels": {"neutral": 0.9}}
+                     for t in ("Ropes need coiling before noon.", "The tide turns at six.", "Gulls again.")])
+    assert character_similarity(admin) == []
+    enqueue_character_similarity(admin)
+    assert worker.serve(once=True, worker_id="similarity") == 1
+    (row,) = character_similarity(admin)
+    assert row["emotion"] == "neutral" and row["utterances"] == 6 and row["paper"] == "0.30 vs 0.16"
+    assert row["within"] > row["across"]  # the keeper repeats herself; the two characters differ

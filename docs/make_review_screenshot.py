@@ -2,7 +2,7 @@
 
 Starts `streamlit run app.py` on a fresh database, seeds a verification campaign over contextual
 examples (tests.review_support), logs in as the annotator 'ann' in headless Chromium, selects two
-labels with the keys 1 and 2, and saves docs/review.png.
+labels (fear and nervousness, among the item's own choices), and saves docs/review.png.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ def main() -> None:
         page.set_default_timeout(30_000)
         log_in(page, base, *ANNOTATOR, path="review")
         page.get_by_text(SCRIPT_UTTERANCE).wait_for()
-        page.get_by_test_id("stMain").get_by_role("heading", name="Review").first.click()
-        for key, label in (("1", "fear"), ("2", "nervousness")):
-            page.keyboard.press(key)
+        for label in ("fear", "nervousness"):  # the keys follow each item's own (shuffled) order of choices
+            page.locator("button", has_text=label).first.click()
             page.locator("button[kind=primary]", has_text=label).wait_for()
         page.wait_for_timeout(2500)  # the rerun after the last key settles (no stale-page overlay)
         page.screenshot(path=str(OUT), full_page=True)

@@ -109,7 +109,7 @@ def results_view(campaign: campaigns.CampaignView) -> None:
                          file_name=f"review-{campaign.id}.csv", mime="text/csv", key="rv_csv_answers")
     right.download_button("Agreement (CSV)", results.agreement_csv(report), mime="text/csv",
                           file_name=f"review-{campaign.id}-agreement.csv", key="rv_csv_agreement")
-    if campaign.task == review_tasks.get("oot").name:
+    if review_tasks.get(campaign.task).admin_decides:
         oot_decisions(campaign)
     campaign_settings(campaign)
 

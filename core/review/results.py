@@ -181,7 +181,7 @@ def decide_oot_item(actor: Actor | None, campaign_id: int, item_id: int, action:
         campaign = campaign_for(session, actor, campaign_id)
         payload = session.scalar(select(CampaignItem.payload).where(
             CampaignItem.id == item_id, CampaignItem.campaign_id == campaign_id))
-    if campaign.task != "oot" or payload is None or not payload.get("oot_name"):
+    if not review_tasks.get(campaign.task).admin_decides or payload is None or not payload.get("oot_name"):
         raise ValueError("This item is not an out-of-taxonomy label.")
     from core.labels import decide_oot  # the lead's module (issue 4): the one place mappings change
 

@@ -9,16 +9,13 @@ results and the page read the registry (`core.review.tasks`), never the task's n
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from core.review.questions import QuestionSpec
 from core.review.selection import Selection, select_example_ids
-
-STORY_SUMMARY_CHARS = 700  # the head of a story's text: the corpora are plot synopses already
-
 
 @dataclass(frozen=True)
 class ShownExample:
@@ -91,6 +88,7 @@ class ReviewTask:
     order = 100  # place in the task list
     needs_story = False  # the queue loads the story's title and summary
     default_kind: str | None = None  # the example kind chosen when the selection names none
+    admin_decides = False  # the Results view offers an admin decision per item (OOT labels)
     guidelines = ""
 
     def questions(self) -> list[QuestionSpec]:
@@ -102,9 +100,8 @@ class ReviewTask:
         return [{"example_id": i, "payload": {}} for i in ids]
 
     def selection(self, selection: Selection) -> Selection:
+        """The selection with the task's default kind of example, unless it names one (or lists ids)."""
         if selection.kind is None and self.default_kind and selection.example_ids is None:
-            from dataclasses import replace
-
             return replace(selection, kind=self.default_kind)
         return selection
 

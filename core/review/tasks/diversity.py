@@ -10,6 +10,7 @@ worker computes it (job `review_similarity`) into `group_signals`; the Dashboard
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,8 +57,6 @@ class Diversity(ReviewTask):
     def items(self, session: Session, selection: Selection, taxonomy_id: int | None) -> list[dict[str, Any]]:
         if selection.group_by not in GROUPINGS:
             raise ValueError(f"Diversity groups are one of {', '.join(GROUPINGS)}.")
-        from dataclasses import replace
-
         ids = select_example_ids(session, replace(self.selection(selection), limit=None), taxonomy_id)
         groups = []
         for group_by in (("character_emotion", "emotion") if selection.group_by == "both" else (selection.group_by,)):

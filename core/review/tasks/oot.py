@@ -23,6 +23,7 @@ class OutOfTaxonomy(ReviewTask):
     title = "Out-of-taxonomy labels"
     summary = "Should this label outside the taxonomy be mapped onto one, proposed as new, or dropped?"
     order = 50
+    admin_decides = True
 
     def questions(self) -> list[QuestionSpec]:
         return [

@@ -70,10 +70,9 @@ class Verification(ReviewTask):
         blocks: list[Shown] = []
         for example in examples:
             blocks += character_and_context(example) + [Shown("box", example.text)]
-        teacher = payload.get("scores", {})
-        present = [n for n in payload.get("teacher", [])]
+        scores, present = payload.get("scores", {}), payload.get("teacher", [])
         if show_teacher and present:
-            blocks.append(Shown("text", "Teacher: " + ", ".join(f"{n} {teacher.get(n, 0.0):.2f}" for n in present)))
+            blocks.append(Shown("text", "Teacher: " + ", ".join(f"{n} {scores.get(n, 0.0):.2f}" for n in present)))
         return blocks
 
     def check_submission(self, answers: dict[str, Any], payload: dict[str, Any]) -> None:

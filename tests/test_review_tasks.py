@@ -288,3 +288,13 @@ def test_the_worker_computes_within_and_across_character_similarity_per_emotion(
     (row,) = character_similarity(admin)
     assert row["emotion"] == "neutral" and row["utterances"] == 6 and row["paper"] == "0.30 vs 0.16"
     assert row["within"] > row["across"]  # the keeper repeats herself; the two characters differ
+
+
+def test_verification_on_a_small_taxonomy_keeps_one_label_back_as_the_distractor():
+    from core.review.tasks.verification import _choices
+
+    labels = ["anger", "joy", "sadness"]
+    payload = _choices({"joy": 0.9}, labels, 0.3, seed=1, example_id=7)
+    assert payload["choices"][-1] == "none" and sorted(payload["choices"][:-1]) == labels
+    assert payload["teacher"] == ["joy"] and payload["distractor"] != "joy"
+    assert _choices({"joy": 0.9}, labels, 0.3, seed=1, example_id=7) == payload  # seeded

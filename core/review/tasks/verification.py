@@ -54,9 +54,9 @@ class Verification(ReviewTask):
             raise ValueError("A verification campaign needs a taxonomy.")
         labels = list(session.scalars(select(Label.name).where(Label.taxonomy_id == taxonomy_id)
                                       .order_by(Label.position)))
-        if len(labels) < TOP + 1:
-            raise ValueError(f"Verification offers {TOP} emotions and a distractor: the taxonomy needs "
-                             f"at least {TOP + 1} labels.")
+        if len(labels) < 2:
+            raise ValueError("Verification offers the teacher's emotions and a distractor: the taxonomy needs "
+                             "at least 2 labels.")
         upsample = selection.neutral_share is not None and selection.limit and selection.example_ids is None
         ids = select_example_ids(session, replace(selection, limit=None) if upsample else selection, taxonomy_id)
         scores = _scores(session, ids, taxonomy_id)
@@ -114,12 +114,13 @@ def _with_neutral_share(ids: list[int], scores: dict[int, dict[str, float]], siz
 
 def _choices(scores: dict[str, float], labels: list[str], threshold: float, seed: int, example_id: int) -> dict:
     """The teacher's top 5 (labels it did not score count as 0, ties broken by the seed), one distractor
-    outside them, shuffled by the seed, then "none"."""
+    outside them, shuffled by the seed, then "none". A taxonomy of 6 labels or fewer keeps one back
+    as the distractor."""
     rng = seeded(seed, example_id)
     tie = {name: rng.random() for name in labels}
     ranked = sorted(labels, key=lambda n: (-scores.get(n, 0.0), tie[n]))
-    top = ranked[:TOP]
-    distractor = rng.choice(ranked[TOP:])
+    top = ranked[:min(TOP, len(labels) - 1)]
+    distractor = rng.choice(ranked[len(top):])
     offered = top + [distractor]
     rng.shuffle(offered)
     return {"choices": offered + [NONE], "distractor": distractor,

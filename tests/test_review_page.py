@@ -207,6 +207,9 @@ def test_back_skip_and_toggles_on_a_submitted_item_never_make_it_a_draft(admin):
     assert [(p.annotator, p.submitted) for p in report.progress] == [("nav", 1)] and report.completed == 1
     rows = [r for r in results_csv(admin, campaign.id).splitlines()[1:] if f",{first.item_id}," in r]
     assert len(rows) == 2 and all(",submitted," in r for r in rows)
+    from tests.test_review_tasks import _card_counts
+
+    assert _card_counts(first.examples[0].id) == {"submitted_responses": 2, "reviewers": 1, "reviewed_examples": 1}
 
 
 def test_the_emo_pillars_preset_end_to_end(admin):

@@ -298,3 +298,28 @@ def test_verification_on_a_small_taxonomy_keeps_one_label_back_as_the_distractor
     assert payload["choices"][-1] == "none" and sorted(payload["choices"][:-1]) == labels
     assert payload["teacher"] == ["joy"] and payload["distractor"] != "joy"
     assert _choices({"joy": 0.9}, labels, 0.3, seed=1, example_id=7) == payload  # seeded
+
+
+@pytest.mark.parametrize("task", ["verification", "personalization", "rewrite", "diversity"])
+def test_opening_an_item_costs_at_most_four_queries(admin, task):
+    from sqlalchemy import event
+
+    from db.session import get_engine
+
+    (ann,) = annotators(admin, "q")
+    _with_parents([(f"So happy {i}!", f"Well then {i}.") for i in range(3)])
+    make_examples([{"text": f"Tom {i}", "character": SAILOR, "target": "joy"} for i in range(3)])
+    campaign = create_campaign(admin, name=task, task=task, annotator_ids=[ann.id])
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().split(None, 1)[0].upper() in ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE"):
+            statements.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        item = next_item(ann, campaign.id)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert item is not None and item.examples and 3 <= len(statements) <= 4, statements  # counted, and few

@@ -1,7 +1,8 @@
 """A campaign's results: its task's figures (beside the paper's), CSV, and the admin's decisions
 on out-of-taxonomy labels.
 
-Every answer CSV is written by `results_csv` alone (one place to neutralise cells).
+Every CSV of review results (answers, agreement) is written by `write_csv` alone: one place to
+neutralise cells.
 
 Reviewers' OOT answers are only votes; an admin's decision (taken from the votes, or directly)
 goes through `core.labels.decide_oot`, which updates the mapping dictionary and re-applies it
@@ -21,8 +22,8 @@ from sqlalchemy import select
 
 from core.auth import Actor, require_admin
 from core.review.agreement import CampaignReport
-from core.review.campaigns import campaign_for
 from core.review import tasks as review_tasks
+from core.review.campaigns import campaign_for
 from core.review.tasks.base import AnsweredItem, TaskResults
 from core.review.tasks.oot import ACTIONS as OOT_ACTIONS
 from db.models import CampaignItem, Label, OOTMapping, Question, Response, ResponseStatus, User
@@ -41,12 +42,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def write_csv(header: list[str], rows) -> str:
+    """The one place review results become CSV text (every cell passes through _cell)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(value) for value in row])
+    return out.getvalue()
+
+
 def results_csv(actor: Actor | None, campaign_id: int) -> str:
     """Every answer of the campaign, one row per (item, annotator, question); admins only."""
     require_admin(actor)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(RESULT_COLUMNS)
+    return write_csv(RESULT_COLUMNS, _answer_rows(actor, campaign_id))  # rows stream from keyset pages
+
+
+def _answer_rows(actor: Actor, campaign_id: int):
+    """The rows of results_csv, read in keyset pages: a large campaign never sits in memory twice."""
     with read_session() as session:
         campaign = campaign_for(session, actor, campaign_id)
         query = (
@@ -59,16 +72,15 @@ def results_csv(actor: Actor | None, campaign_id: int) -> str:
             .order_by(Response.id)
         )
         last_id = 0
-        while True:  # keyset pages: a large campaign never sits in memory twice
+        while True:
             rows = session.execute(query.where(Response.id > last_id).limit(PAGE)).tuples().all()
             if not rows:
                 break
             for item_id, pos, example_id, payload, user, qname, kind, value, status, secs, updated, rid in rows:
-                writer.writerow([campaign.name, item_id, pos, _cell(example_id), (payload or {}).get("oot_name", ""),
-                                 user, qname, kind, _cell(value), getattr(status, "value", status),
-                                 f"{secs:.1f}", updated.isoformat() if updated else ""])
+                yield [campaign.name, item_id, pos, example_id, (payload or {}).get("oot_name", ""), user, qname,
+                       kind, value, getattr(status, "value", status), f"{secs:.1f}",
+                       updated.isoformat() if updated else ""]
             last_id = rows[-1][-1]
-    return out.getvalue()
 
 
 def submitted_items(session, campaign_id: int) -> tuple[list[AnsweredItem], list[str]]:
@@ -99,22 +111,18 @@ def task_results(actor: Actor | None, campaign_id: int) -> TaskResults:
 
 def agreement_csv(report: CampaignReport) -> str:
     """The agreement figures of a report as CSV (question, measure, label or pair, value, items)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["question", "measure", "subject", "value", "items"])
+    rows = []
     for q in report.questions:
-        writer.writerow([q.name, f"krippendorff_alpha_{q.level}", "all", _cell(q.alpha), q.items])
-        for label, value in q.per_label.items():
-            writer.writerow([q.name, "krippendorff_alpha_nominal", label, _cell(value), ""])
-        for pair in q.pairs:
-            writer.writerow([q.name, "cohen_kappa", f"{pair.first} / {pair.second}", _cell(pair.kappa), pair.items])
+        rows.append([q.name, f"krippendorff_alpha_{q.level}", "all", q.alpha, q.items])
+        rows += [[q.name, "krippendorff_alpha_nominal", label, value, ""] for label, value in q.per_label.items()]
+        rows += [[q.name, "cohen_kappa", f"{p.first} / {p.second}", p.kappa, p.items] for p in q.pairs]
     for t in report.teacher:
-        writer.writerow([t.question, "kappa_vs_teacher", t.annotator, _cell(t.kappa), t.items])
-        writer.writerow([t.question, "f1_vs_teacher", t.annotator, _cell(t.f1), t.items])
+        rows.append([t.question, "kappa_vs_teacher", t.annotator, t.kappa, t.items])
+        rows.append([t.question, "f1_vs_teacher", t.annotator, t.f1, t.items])
     for p in report.progress:
-        writer.writerow(["", "submitted", p.annotator, p.submitted, p.assigned])
-        writer.writerow(["", "median_seconds_per_item", p.annotator, _cell(p.median_seconds), p.submitted])
-    return out.getvalue()
+        rows.append(["", "submitted", p.annotator, p.submitted, p.assigned])
+        rows.append(["", "median_seconds_per_item", p.annotator, p.median_seconds, p.submitted])
+    return write_csv(["question", "measure", "subject", "value", "items"], rows)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Serve the real app (`streamlit run app.py`) on a free 127.0.0.1 port and drive it with Chromium.
+"""Serve the real app (`streamlit run serve.py`) on a free 127.0.0.1 port and drive it with Chromium.
 
 Playwright drives Debian's /usr/bin/chromium; it never downloads a browser of its own.
 Used by tests/test_browser.py and docs/make_screenshot.py.
@@ -54,7 +54,7 @@ def served_app(home: Path, with_worker: bool = False):
     port = free_port()
     log = (home / "streamlit.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

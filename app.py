@@ -83,7 +83,15 @@ else:
         if actor.is_admin:
             live_jobs_panel(actor)
     if sections:
-        page = st.navigation(sections)
+        # The addresses of the pages this role cannot open are hidden pages too: typed by someone
+        # already logged in (the session cookie skips the login form), they end in the warning below.
+        closed = [st.Page(no_pages, title="Page not found", url_path=page_id, visibility="hidden")
+                  for page_id in PAGE_ROLES if not can_open(actor, page_id)]
+        first_section = next(iter(sections.values()))
+        page = st.navigation({**sections, next(iter(sections)): [*first_section, *closed]})
+        if page.url_path in {c.url_path for c in closed}:
+            st.session_state[REQUESTED_KEY] = page.url_path
+            st.switch_page(first_section[0])
     else:  # a role without pages: nothing to show but the sidebar
         page = st.navigation([st.Page(no_pages, title="Home", url_path="home")])
     requested = st.session_state.pop(REQUESTED_KEY, None)

@@ -1,4 +1,4 @@
-"""EmoForge: `streamlit run app.py`.
+"""EmoForge's app script.
 
 Logs the user in, makes sure the database is migrated and seeded (once per process), and builds
 the navigation from the pages the user's role may open (core.auth decides; the pages check again).

@@ -2,7 +2,9 @@
 
 Passwords are hashed with Argon2id (argon2-cffi); the clear text is never stored or logged.
 Core functions take an `Actor` (who is asking) and call `require_*` before they act, so hiding a
-menu entry is a convenience, never the protection.
+menu entry is a convenience, never the protection. Logins from the browser go through
+core.sessions (rate limit, session, cookie); changing a user's role, active flag or password here
+ends their sessions.
 """
 
 from __future__ import annotations

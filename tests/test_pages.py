@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # pages import ui.* and core.* as `streamlit run app.py` would
+if str(ROOT) not in sys.path:  # pages import ui.* and core.* as `streamlit run serve.py` would
     sys.path.insert(0, str(ROOT))
 
 from core.sessions import actor_for_session

@@ -26,11 +26,13 @@ REQUESTED_KEY = "requested_page"  # the page a logged-out visitor asked for (a f
 
 
 def signed_in_actor() -> Actor | None:
-    """The actor of this tab's session (or of the browser's cookie), as stored now; None if none."""
+    """The actor of this tab's session, else of the browser's cookie, as stored now; None if neither."""
     session_id = st.session_state.get(SESSION_KEY)
-    if session_id is None:
-        session_id = sessions.session_for_cookie(cookies.browser_cookie())
     actor = sessions.actor_for_session(session_id)
+    if actor is None:
+        st.session_state.pop(TICKET_KEY, None)  # the tab's session ended: nothing left to trade
+        session_id = sessions.session_for_cookie(cookies.browser_cookie())
+        actor = sessions.actor_for_session(session_id)
     if actor is None:
         st.session_state.pop(SESSION_KEY, None)
     else:

@@ -309,3 +309,16 @@ def test_the_logout_route_ends_the_session_and_deletes_the_cookie(admin, client)
     assert sessions.actor_for_session(login.session_id) is None
     assert "max-age=0" in answer.headers["set-cookie"].lower()
     assert sessions.COOKIE_NAME not in client.cookies
+
+
+def test_the_secret_key_is_made_once_readable_by_its_owner_only(tmp_path, monkeypatch):
+    from core import config
+
+    monkeypatch.setenv("EMOFORGE_HOME", str(tmp_path))
+    monkeypatch.delenv("EMOFORGE_SECRET_KEY", raising=False)
+    key = config.secret_key()
+    path = tmp_path / "secret.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert config.secret_key() == key and sorted(p.name for p in tmp_path.iterdir()) == ["secret.key"]
+    monkeypatch.setenv("EMOFORGE_SECRET_KEY", "from-the-environment")
+    assert config.secret_key() == b"from-the-environment"

@@ -38,7 +38,7 @@ run: setup
 	@echo "EmoForge on http://$(HOST):$(PORT)  (worker log: $(LOGDIR)/worker.log)"
 	@mkdir -p $(LOGDIR); $(PY) -m core.worker >> $(LOGDIR)/worker.log 2>&1 & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	  $(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+	  $(VENV)/bin/streamlit run serve.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 worker: setup
 	$(PY) -m core.worker

@@ -1,7 +1,8 @@
-"""EmoForge: `streamlit run app.py`.
+"""EmoForge's app script.
 
 Logs the user in, makes sure the database is migrated and seeded (once per process), and builds
 the navigation from the pages the user's role may open (core.auth decides; the pages check again).
+Serve it with `streamlit run serve.py`, which adds the session cookie's routes (ui/cookies.py).
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core import config
-from core.auth import PAGE_ROLES, AuthError, authenticate, can_open
+from core.auth import PAGE_ROLES, AuthError, can_open
 from ui.jobs import live_jobs_panel
 from ui.nav import visible_sections
-from ui.session import ACTOR_KEY, REQUESTED_KEY, log_in, log_out
+from ui.session import REQUESTED_KEY, log_in, log_out, signed_in_actor, sync_cookie
 
 st.set_page_config(page_title="EmoForge", page_icon=":material/psychology:", layout="wide")
 
@@ -44,11 +45,10 @@ def login_page() -> None:
         submitted = st.form_submit_button("Log in", type="primary")
     if submitted:
         try:
-            actor = authenticate(username or "", password or "")
-        except AuthError:
-            st.error("Wrong username or password.")
+            log_in(username or "", password or "")
+        except AuthError as refusal:  # wrong credentials, or too many failures (the message says which)
+            st.error(str(refusal))
         else:
-            log_in(actor)
             st.rerun()
 
 
@@ -58,7 +58,7 @@ def no_pages() -> None:
 
 prepare_database(config.database_url())
 
-actor = st.session_state.get(ACTOR_KEY)
+actor = signed_in_actor()  # checked against the database on every run: role, expiry, revocation
 if actor is None:
     # Every page address shows the login form (hidden pages with the pages' url paths), so a link
     # to /jobs keeps its address through the login and opens the Jobs page afterwards.
@@ -68,6 +68,7 @@ if actor is None:
     page = st.navigation([login, *placeholders], position="hidden")
     if page.url_path in PAGE_ROLES:
         st.session_state[REQUESTED_KEY] = page.url_path
+    sync_cookie()
 else:
     sections = {
         name: [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.page_id) for p in pages]
@@ -78,10 +79,19 @@ else:
         if st.button("Log out", icon=":material/logout:", key="logout"):
             log_out()
             st.rerun()
+        sync_cookie()
         if actor.is_admin:
             live_jobs_panel(actor)
     if sections:
-        page = st.navigation(sections)
+        # The addresses of the pages this role cannot open are hidden pages too: typed by someone
+        # already logged in (the session cookie skips the login form), they end in the warning below.
+        closed = [st.Page(no_pages, title="Page not found", url_path=page_id, visibility="hidden")
+                  for page_id in PAGE_ROLES if not can_open(actor, page_id)]
+        first_section = next(iter(sections.values()))
+        page = st.navigation({**sections, next(iter(sections)): [*first_section, *closed]})
+        if page.url_path in {c.url_path for c in closed}:
+            st.session_state[REQUESTED_KEY] = page.url_path
+            st.switch_page(first_section[0])
     else:  # a role without pages: nothing to show but the sidebar
         page = st.navigation([st.Page(no_pages, title="Home", url_path="home")])
     requested = st.session_state.pop(REQUESTED_KEY, None)

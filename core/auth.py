@@ -2,7 +2,9 @@
 
 Passwords are hashed with Argon2id (argon2-cffi); the clear text is never stored or logged.
 Core functions take an `Actor` (who is asking) and call `require_*` before they act, so hiding a
-menu entry is a convenience, never the protection.
+menu entry is a convenience, never the protection. Logins from the browser go through
+core.sessions (rate limit, session, cookie); changing a user's role, active flag or password here
+ends their sessions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 
+from core import sessions  # imports this module back: both read each other's names only at call time
 from db.models import Role, User, utcnow
 from db.session import read_session, write_session
 
@@ -25,6 +28,10 @@ MIN_PASSWORD_LENGTH = 8
 
 class AuthError(Exception):
     """Login refused (same message for unknown users and wrong passwords)."""
+
+
+class LoginThrottled(AuthError):
+    """Too many failed logins for a username or from an address (core.sessions); says when to retry."""
 
 
 class PermissionDenied(Exception):
@@ -119,15 +126,44 @@ def _check_username(username: str) -> str:
 
 
 def authenticate(username: str, password: str) -> Actor:
-    """The actor for a username and password, or AuthError. Rehashes on a parameter upgrade."""
+    """The actor for a username and password, or AuthError. Rehashes on a parameter upgrade.
+
+    Argon2 (tens of milliseconds of CPU by design) runs outside any transaction: inside a write
+    transaction it would hold SQLite's write lock, so a burst of logins would stall every other
+    writer, worker heartbeats included. An unknown username is checked against a dummy hash, so
+    it costs the same work as a known one and the answer's timing says nothing about who exists.
+    """
+    username = username.strip()
+    with read_session() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        known = (user.id, user.password_hash, user.active) if user is not None else None
+    if known is None:
+        verify_password(_dummy_hash(), password)
+        raise AuthError("Wrong username or password.")
+    user_id, stored_hash, active = known
+    if not verify_password(stored_hash, password) or not active:
+        raise AuthError("Wrong username or password.")
+    upgraded = hash_password(password) if _hasher.check_needs_rehash(stored_hash) else None
     with write_session() as session:
-        user = session.scalar(select(User).where(User.username == username.strip()))
-        if user is None or not user.active or not verify_password(user.password_hash, password):
+        user = session.get(User, user_id)
+        if user is None or not user.active:  # removed or deactivated while we were hashing
             raise AuthError("Wrong username or password.")
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = hash_password(password)
+        if upgraded is not None and user.password_hash == stored_hash:
+            user.password_hash = upgraded
         user.last_login_at = utcnow()
         return _to_actor(user)
+
+
+_dummy: tuple[PasswordHasher, str] | None = None
+
+
+def _dummy_hash() -> str:
+    """A hash of a random password made with the current hasher's parameters (so checking it costs
+    what checking a real one does). Made once per hasher."""
+    global _dummy
+    if _dummy is None or _dummy[0] is not _hasher:
+        _dummy = (_hasher, _hasher.hash(secrets.token_urlsafe(16)))
+    return _dummy[1]
 
 
 def create_user(actor: Actor | None, username: str, password: str, role: Role | str = Role.annotator) -> UserView:
@@ -138,10 +174,11 @@ def create_user(actor: Actor | None, username: str, password: str, role: Role | 
 def _insert_user(username: str, password: str, role: Role) -> UserView:
     username = _check_username(username)
     _check_password_strength(password)
+    password_hash = hash_password(password)  # outside the write transaction (see authenticate)
     with write_session() as session:
         if session.scalar(select(User.id).where(User.username == username)) is not None:
             raise ValueError(f"The username {username!r} is taken.")
-        user = User(username=username, password_hash=hash_password(password), role=role)
+        user = User(username=username, password_hash=password_hash, role=role)
         session.add(user)
         session.flush()
         return _to_view(user)
@@ -171,6 +208,10 @@ def update_user(
             )
             if not other_admins:
                 raise ValueError("The last active admin cannot be demoted or deactivated.")
+        if new_role != user.role:
+            sessions.revoke_user_sessions(session, user.id, "role change")
+        elif user.active and not new_active:
+            sessions.revoke_user_sessions(session, user.id, "deactivated")
         user.role, user.active = new_role, new_active
         return _to_view(user)
 
@@ -180,11 +221,14 @@ def set_password(actor: Actor | None, user_id: int, new_password: str) -> None:
     if actor is None or (actor.id != user_id and not actor.is_admin):
         raise PermissionDenied("You can only change your own password.")
     _check_password_strength(new_password)
+    new_hash = hash_password(new_password)  # outside the transaction, as in authenticate
     with write_session() as session:
         user = session.get(User, user_id)
         if user is None:
             raise ValueError(f"No user with id {user_id}.")
-        user.password_hash = hash_password(new_password)
+        user.password_hash = new_hash
+        # Whoever knew the old password may hold a session: every session of the user ends.
+        sessions.revoke_user_sessions(session, user.id, "password change")
 
 
 def ensure_admin(username: str, password: str | None) -> str | None:

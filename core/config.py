@@ -15,6 +15,45 @@ def home() -> Path:
     return path
 
 
+def secret_key() -> bytes:
+    """The installation's secret (a Fernet key): EMOFORGE_SECRET_KEY, else `$EMOFORGE_HOME/secret.key`.
+
+    It encrypts stored API keys and signs session cookies. The file is created once, readable by
+    the owner only; processes on other hosts (workers, a second app server) need the same key:
+    set EMOFORGE_SECRET_KEY there (and here) instead.
+    """
+    key = os.environ.get("EMOFORGE_SECRET_KEY")
+    if key:
+        return key.encode()
+    path = home() / "secret.key"
+    if not path.exists():
+        import secrets
+
+        from cryptography.fernet import Fernet
+
+        # Written in full under a temporary name, then linked into place: a second process
+        # starting at the same moment either wins the link or reads the complete winner.
+        draft = path.with_name(f".secret.key.{secrets.token_hex(8)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_bytes().strip()
+
+
+def session_hours() -> float:
+    """How long a login lasts before the password is asked again: EMOFORGE_SESSION_HOURS, default 12."""
+    hours = float(os.environ.get("EMOFORGE_SESSION_HOURS", "12"))
+    if not hours > 0:
+        raise ValueError("EMOFORGE_SESSION_HOURS must be a positive number of hours.")
+    return hours
+
+
 def database_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:

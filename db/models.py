@@ -93,6 +93,41 @@ class User(Base):
     last_login_at: Mapped[Optional[datetime]]
 
 
+class AuthSession(Base):
+    """One login: what a browser's session cookie points at (core/sessions.py).
+
+    Only hashes are stored: of the one-time ticket the browser trades for its cookie, and of the
+    cookie's token. A session ends at `expires_at` or when `revoked_at` is set (logout, role
+    change, deactivation, password change).
+    """
+
+    __tablename__ = "auth_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
+    ticket_hash: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
+    ticket_expires_at: Mapped[Optional[datetime]]
+    address: Mapped[Optional[str]] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[Optional[datetime]]
+    revoked_reason: Mapped[Optional[str]] = mapped_column(String(32))
+
+
+class LoginFailure(Base):
+    """A refused password, kept for the login rate limit (per username and per address)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        Index("ix_login_failures_address_at", "address", "at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[Optional[str]] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Setting(Base):
     """Key/value settings edited in the browser (engine settings and the like).
 

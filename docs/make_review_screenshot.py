@@ -1,6 +1,6 @@
 """Take the annotation view's screenshot: `.venv/bin/python -m docs.make_review_screenshot`.
 
-Starts `streamlit run app.py` on a fresh database, seeds a verification campaign over contextual
+Starts `streamlit run serve.py` on a fresh database, seeds a verification campaign over contextual
 examples (tests.review_support), logs in as the annotator 'ann' in headless Chromium, selects two
 labels (fear and nervousness, among the item's own choices), and saves docs/review.png.
 """

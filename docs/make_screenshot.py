@@ -1,6 +1,6 @@
 """Take the README's screenshot from the real app: `.venv/bin/python -m docs.make_screenshot`.
 
-Starts `streamlit run app.py` on a fresh database with the demo corpus, logs in as admin in
+Starts `streamlit run serve.py` on a fresh database with the demo corpus, logs in as admin in
 headless Chromium, opens the Corpus page and saves docs/screenshot.png.
 """
 

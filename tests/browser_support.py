@@ -1,4 +1,4 @@
-"""Serve the real app (`streamlit run app.py`) on a free 127.0.0.1 port and drive it with Chromium.
+"""Serve the real app (`streamlit run serve.py`) on a free 127.0.0.1 port and drive it with Chromium.
 
 Playwright drives Debian's /usr/bin/chromium; it never downloads a browser of its own.
 Used by tests/test_browser.py and docs/make_screenshot.py.
@@ -54,7 +54,7 @@ def served_app(home: Path, with_worker: bool = False):
     port = free_port()
     log = (home / "streamlit.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -86,7 +86,18 @@ def chromium():
 
 
 def log_in(page, base: str, username: str, password: str, path: str = "") -> None:
+    """Open `path` as `username`: through the login form, unless the browser's session cookie
+    already logs that user in (another user's session is logged out first)."""
     page.goto(f"{base}/{path}")
-    page.get_by_role("textbox", name="Username").fill(username)
+    form = page.get_by_role("textbox", name="Username")
+    signed_in = page.get_by_test_id("stSidebar").get_by_text("Logged in as ")
+    form.or_(signed_in).first.wait_for()
+    if form.count() == 0:
+        if signed_in.inner_text().startswith(f"Logged in as {username} ("):
+            return
+        page.get_by_role("button", name="Log out").click()
+        form.wait_for()
+        page.goto(f"{base}/{path}")
+    form.fill(username)
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Log in").click()

@@ -1,4 +1,4 @@
-"""The real flows in a real browser: Chromium driven by Playwright against `streamlit run app.py`."""
+"""The real flows in a real browser: Chromium driven by Playwright against `streamlit run serve.py`."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_an_annotator_cannot_open_an_admin_page_by_its_url(page, app_url):
     links = sidebar_links(page)
     assert "Review" in links and not {"Admin", "Generate", "Train", "Export", "Jobs"} & set(links)
 
-    # Typing the admin page's address: the login form comes first, then no admin content.
+    # Typing the admin page's address (still logged in by the session cookie): no admin content.
     log_in(page, app_url, *ANNOTATOR, path="admin")
     page.get_by_text("Page not found: the admin page is not open to the annotator role.").wait_for()
     assert sidebar_links(page)[0] == "Review"

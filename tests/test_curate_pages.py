@@ -77,15 +77,13 @@ def test_dashboard_shows_charts(admin):
 def test_annotators_cannot_open_curation_pages(annotator):
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_pages import ROOT
+    from tests.test_pages import ROOT, log_in_as
     from ui.nav import visible_sections
-    from ui.session import ACTOR_KEY
 
     visible = {p.page_id for pages in visible_sections(annotator).values() for p in pages}
     for page in ("curate", "export", "dashboard"):
         assert page not in visible
-        at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=30)
-        at.session_state[ACTOR_KEY] = annotator
+        at = log_in_as(AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=30), annotator)
         at.run()
         assert [e.value for e in at.error] == [f"The annotator role cannot open the {page} page."]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -9,11 +11,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # pages import ui.* and core.* as `streamlit run app.py` would
+if str(ROOT) not in sys.path:  # pages import ui.* and core.* as `streamlit run serve.py` would
     sys.path.insert(0, str(ROOT))
 
+from core.sessions import actor_for_session
 from ui.nav import SECTIONS, visible_sections
-from ui.session import ACTOR_KEY
+from ui.session import SESSION_KEY, TICKET_KEY
 
 TIMEOUT = 30
 PAGE_IDS = [spec.page_id for pages in SECTIONS.values() for spec in pages]
@@ -66,7 +69,15 @@ def navigation_steady_state(monkeypatch):
 def app(actor=None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     if actor is not None:
-        at.session_state[ACTOR_KEY] = actor
+        log_in_as(at, actor)
+    return at
+
+
+def log_in_as(at: AppTest, actor) -> AppTest:
+    """Leave in the tab's state what a login leaves there: the id of a live session of `actor`."""
+    from core.sessions import start_session
+
+    at.session_state[SESSION_KEY] = start_session(actor).session_id
     return at
 
 
@@ -75,6 +86,16 @@ def open_page(actor, page_id: str) -> AppTest:
     at = app(actor).run()
     assert not at.exception, at.exception
     return at.switch_page(f"pages/{page_id}.py").run()
+
+
+def cookie_requests(at: AppTest) -> list[tuple[str, dict]]:
+    """(path, JSON body) of each fetch() the page asks the browser to make to the cookie routes."""
+    found = []
+    for element in at.get("html"):
+        match = re.fullmatch(r"<script>fetch\((\S+), \{.*, body: (.*)\}\);</script>", element.proto.body)
+        if match:
+            found.append((json.loads(match.group(1)), json.loads(json.loads(match.group(2)))))
+    return found
 
 
 def texts(at: AppTest) -> str:
@@ -117,21 +138,27 @@ def test_login_refuses_a_wrong_password_and_accepts_the_right_one(admin):
     at.text_input(key="login_password").input("not-the-password")
     at.button[0].click().run()
     assert [e.value for e in at.error] == ["Wrong username or password."]
-    assert ACTOR_KEY not in at.session_state
+    assert SESSION_KEY not in at.session_state
 
     at.text_input(key="login_password").input("admin-pass-123")
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert not at.error
-    assert at.session_state[ACTOR_KEY].username == "admin"
+    assert actor_for_session(at.session_state[SESSION_KEY]).username == "admin"
     assert at.title[0].value == "Dashboard"  # an admin's first page
+    # The browser is asked to trade the login's one-time ticket for its HttpOnly cookie.
+    ticket, _ = at.session_state[TICKET_KEY]
+    assert cookie_requests(at) == [("/_emoforge/session", {"ticket": ticket})]
 
 
-def test_log_out_returns_to_the_login_form(admin):
+def test_log_out_ends_the_session_and_returns_to_the_login_form(admin):
     at = app(admin).run()
+    session_id = at.session_state[SESSION_KEY]
     at.button(key="logout").click().run()
-    assert ACTOR_KEY not in at.session_state
+    assert SESSION_KEY not in at.session_state
+    assert actor_for_session(session_id) is None  # ended in the database, not only in this tab
     assert at.text_input(key="login_username") is not None
+    assert cookie_requests(at) == [("/_emoforge/logout", {})]  # the browser drops its cookie
 
 
 def test_pages_refuse_a_visitor_who_is_not_logged_in(database):
@@ -163,8 +190,7 @@ def test_an_annotator_sees_only_the_pages_of_the_role(annotator):
 
 
 def test_an_admin_page_run_directly_refuses_an_annotator(annotator):
-    at = AppTest.from_file(str(ROOT / "pages" / "admin.py"), default_timeout=TIMEOUT)
-    at.session_state[ACTOR_KEY] = annotator
+    at = log_in_as(AppTest.from_file(str(ROOT / "pages" / "admin.py"), default_timeout=TIMEOUT), annotator)
     at.run()
     assert not at.exception, at.exception
     assert len(at.error) == 1 and "annotator" in at.error[0].value

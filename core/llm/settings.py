@@ -7,7 +7,6 @@ shared database). The API key is stored Fernet-encrypted with a key from EMOFORG
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -65,17 +64,7 @@ class EngineSettings:
 
 
 def _fernet() -> Fernet:
-    key = os.environ.get("EMOFORGE_SECRET_KEY")
-    if key:
-        return Fernet(key.encode())
-    path = config.home() / "secret.key"
-    if not path.exists():
-        # Created once, readable by the owner only. Workers on other hosts need the same key:
-        # set EMOFORGE_SECRET_KEY there (and here) instead.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(Fernet.generate_key())
-    return Fernet(path.read_bytes().strip())
+    return Fernet(config.secret_key())
 
 
 def load() -> EngineSettings:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from core import jobs
 from core.auth import Actor, require_admin
+from core.uploads import UploadError, decode_upload
 from db.models import Corpus, Passage, Story, Upload
 from db.session import read_session, write_session
 
@@ -42,7 +43,7 @@ DEMO_CORPUS_NAME = "Demo: EmoForge plots"
 DEMO_CORPUS_FILE = Path(__file__).resolve().parent / "demo_corpus" / "plots.jsonl"
 
 
-class CorpusFileError(ValueError):
+class CorpusFileError(UploadError):
     """An uploaded file that cannot be imported; the message names the file and, where it can, the line."""
 
 
@@ -133,11 +134,7 @@ def parse_file(filename: str, data: bytes) -> list[StoryIn]:
             f"{name}: unsupported file type {suffix or '(no extension)'!r}; "
             f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
         )
-    if len(data) > MAX_FILE_BYTES:
-        raise CorpusFileError(
-            f"{name}: {len(data) / 1024 / 1024:.1f} MB is over the {MAX_FILE_BYTES // 1024 // 1024} MB limit"
-        )
-    text = _decode(name, data)
+    text = _decode(name, data, MAX_FILE_BYTES)
     stories = {".txt": _parse_txt, ".csv": _parse_csv, ".jsonl": _parse_jsonl}[suffix](name, text)
     if not stories:
         raise CorpusFileError(f"{name}: no stories found")
@@ -197,24 +194,8 @@ def parse_wikiplots(plots: tuple[str, bytes], titles: tuple[str, bytes]) -> list
     return stories
 
 
-def _decode(name: str, data: bytes) -> str:
-    """UTF-8 (a BOM is allowed) with Unix newlines; anything else names the offending byte."""
-    offset = 0
-    if data.startswith(b"\xef\xbb\xbf"):
-        data, offset = data[3:], 3
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise CorpusFileError(
-            f"{name}: not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start + offset}); "
-            "save it as UTF-8 and upload again"
-        ) from None
-    if not text.strip():
-        raise CorpusFileError(f"{name}: the file is empty")
-    if "\x00" in text:
-        # Valid UTF-8 can still be a binary file (a .docx renamed .txt): NUL bytes give it away.
-        raise CorpusFileError(f"{name}: looks like a binary file (it contains NUL bytes), not text")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+def _decode(name: str, data: bytes, max_bytes: int | None = None) -> str:
+    return decode_upload(name, data, max_bytes=max_bytes, error=CorpusFileError)
 
 
 def _parse_txt(name: str, text: str) -> list[StoryIn]:

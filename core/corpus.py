@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import jobs
+from core import inline, jobs
 from core.auth import Actor, require_admin
 from core.uploads import UploadError, decode_upload
 from db.models import Corpus, Passage, Story, Upload
@@ -625,6 +625,26 @@ def enqueue_import(
             payload["companion_upload_id"] = uploads[1].id
         return jobs.enqueue(actor, "import_corpus", payload, title=f"Import {name} into {corpus_name}",
                             session=session)
+
+
+def import_or_enqueue(actor: Actor | None, corpus_name: str, files: list[tuple[str, bytes]],
+                      description: str = "") -> inline.Outcome[ImportReport]:
+    """What the Corpus page's Import does: small uploads are imported now (the report), big ones are
+    checked now and queued for the worker (one job per file; the WikiPlots pair is one job)."""
+    require_admin(actor)
+    if not files:
+        raise ValueError("Choose at least one file to import.")
+    if inline.upload_runs_now(sum(len(data) for _, data in files)):
+        return inline.Outcome(report=import_files(actor, corpus_name, files, description=description))
+    if is_wikiplots_pair(files):
+        plots, titles = sorted(files, key=lambda f: _stem(f[0]) == "titles")
+        return inline.Outcome(job_ids=(enqueue_import(actor, corpus_name, *plots, description=description,
+                                                      companion=titles),))
+    if len(files) > 1:  # check them all first: one bad file queues nothing
+        for filename, data in files:
+            parse_file(filename, data)
+    return inline.Outcome(job_ids=tuple(enqueue_import(actor, corpus_name, filename, data, description=description)
+                                        for filename, data in files))
 
 
 @jobs.handler("import_corpus")

@@ -159,6 +159,8 @@ def test_campaign_create_list_and_results_as_csv(admin, annotator, tmp_path, mon
 
     assert cli.main(["campaign", "create", "--name", "X", "--task", "verification", "--annotators", "nobody"]) == 2
     assert "no active user named 'nobody'" in capsys.readouterr().err
+    assert cli.main(["campaign", "create", "--name", "X", "--task", "gossip", "--annotators", "ann"]) == 2
+    assert "Unknown review task 'gossip'" in capsys.readouterr().err
     assert cli.main(["campaign", "results", "9"]) == 2
     assert "No campaign with id 9" in capsys.readouterr().err
     _login(monkeypatch, "ann-pass-1234")

@@ -237,9 +237,11 @@ def cmd_freeze(actor: auth.Actor, args: argparse.Namespace) -> int:
     from core.curate.filters import CurationFilter
     from core.datasets import versions
 
-    selection = CurationFilter.from_dict({**json.loads(args.filter or "{}"),
-                                          **{k: v for k, v in (("kinds", args.kind), ("statuses", args.status),
-                                                               ("sources", args.source), ("labels", args.label)) if v}})
+    given = json.loads(args.filter or "{}")
+    if not isinstance(given, dict):
+        raise ValueError('--filter takes a JSON object of Curate filter fields, e.g. {"score_min": 0.5}')
+    shortcuts = (("kinds", args.kind), ("statuses", args.status), ("sources", args.source), ("labels", args.label))
+    selection = CurationFilter.from_dict({**given, **{field: values for field, values in shortcuts if values}})
     options = {"taxonomy_id": _taxonomy_id(args.taxonomy) if args.taxonomy else None, "ratios": _ratios(args.ratios),
                "licence": args.licence, "description": args.description}
     if args.seed is not None:

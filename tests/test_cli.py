@@ -116,6 +116,8 @@ def test_freeze_with_the_default_or_given_ratios_now_or_as_a_job(admin, monkeypa
     assert "--ratios takes 3 numbers" in capsys.readouterr().err
     assert cli.main(["freeze", "odd", "--filter", '{"colour": "red"}']) == 2
     assert "unknown filter field 'colour'" in capsys.readouterr().err
+    assert cli.main(["freeze", "odd", "--filter", "[1]"]) == 2
+    assert "--filter takes a JSON object" in capsys.readouterr().err
     assert cli.main(["freeze", "none", "--label", "grief"]) == 2
     assert "No example matches" in capsys.readouterr().err
     assert len(versions.list_versions(admin)) == 2

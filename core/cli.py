@@ -5,7 +5,12 @@
     python -m core.cli --user admin describe goemotions-dev --limit 200
     python -m core.cli --user admin jobs
     python -m core.cli --user admin users add ann --role annotator
+    python -m core.cli --user admin import-labelled dev.tsv --source goemotions-dev [--evaluation] [--job]
+    python -m core.cli --user admin freeze "v1" --kind contextual [--ratios 0.8,0.1,0.1] [--job]
     python -m core.cli --user admin export 3 --out ./my-dataset [--formats jsonl,parquet]
+    python -m core.cli --user admin campaign create --name Check --task verification --annotators ann,bob [--job]
+    python -m core.cli --user admin campaign list
+    python -m core.cli --user admin campaign results 1 [--agreement] [--out answers.csv]
     python -m core.cli --user admin train 3 --epochs 3 --lr 8e-5 [--per-label-thresholds]
     python -m core.cli --user admin label-issues 3 --folds 5
     python -m core.cli --user admin models
@@ -21,7 +26,9 @@ checked against that user's role exactly as in the app.
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
+import io
 import os
 import sys
 from pathlib import Path
@@ -180,7 +187,184 @@ def cmd_baselines(actor: auth.Actor, args: argparse.Namespace) -> int:
     return 0
 
 
+def _taxonomy_id(name: str) -> int:
+    from core import taxonomy
+
+    found = taxonomy.get_taxonomy_by_name(name)
+    if found is None:
+        raise ValueError(f"no taxonomy named {name!r}")
+    return found.id
+
+
+def _queued(job_id: int, what: str) -> None:
+    print(f"job {job_id} queued: {what} (run `python -m core.worker`; follow it with `jobs`)")
+
+
+def cmd_import_labelled(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.datasets import importing
+
+    options = {"source": args.source, "taxonomy_id": _taxonomy_id(args.taxonomy), "evaluation": args.evaluation,
+               "licence": args.licence}
+    path = Path(args.path)
+    if path.is_dir():  # a folder saved by Hugging Face `datasets`
+        report = importing.import_hf_folder(actor, str(path), **options, text_column=args.text_column,
+                                            label_column=args.label_column)
+    elif args.job:
+        _queued(importing.enqueue_file(actor, path.name, path.read_bytes(), **options, fmt=args.format),
+                f"import {path.name} as {args.source!r}")
+        return 0
+    else:
+        report = importing.import_file(actor, path.name, path.read_bytes(), **options, fmt=args.format)
+    print(report.summary() + (f"; evaluation set: dataset version {report.version_id}" if report.version_id else ""))
+    return 0
+
+
+def _ratios(text: str) -> dict[str, float] | None:
+    """'0.8,0.1,0.1' -> train/dev/test shares; '' -> None (core's default for the examples' kinds)."""
+    from core.datasets.splits import SPLITS
+
+    if not text.strip():
+        return None
+    values = [float(v) for v in text.split(",")]
+    if len(values) != len(SPLITS):
+        raise ValueError(f"--ratios takes {len(SPLITS)} numbers ({', '.join(SPLITS)}), e.g. 0.8,0.1,0.1")
+    return dict(zip(SPLITS, values))
+
+
+def cmd_freeze(actor: auth.Actor, args: argparse.Namespace) -> int:
+    import json
+
+    from core.curate.filters import CurationFilter
+    from core.datasets import versions
+
+    given = json.loads(args.filter or "{}")
+    if not isinstance(given, dict):
+        raise ValueError('--filter takes a JSON object of Curate filter fields, e.g. {"score_min": 0.5}')
+    shortcuts = (("kinds", args.kind), ("statuses", args.status), ("sources", args.source), ("labels", args.label))
+    selection = CurationFilter.from_dict({**given, **{field: values for field, values in shortcuts if values}})
+    options = {"taxonomy_id": _taxonomy_id(args.taxonomy) if args.taxonomy else None, "ratios": _ratios(args.ratios),
+               "licence": args.licence, "description": args.description}
+    if args.seed is not None:
+        options["seed"] = args.seed
+    if args.job:
+        _queued(versions.enqueue_freeze(actor, args.name, selection, **options), f"freeze dataset version {args.name}")
+        return 0
+    view = versions.freeze(actor, args.name, selection, **options)
+    if view.existed:
+        print(f"nothing changed since version {view.id} ({view.name}): same content hash")
+    else:
+        splits = ", ".join(f"{s} {n:,}" for s, n in view.split_counts.items())
+        print(f"version {view.id} frozen: {view.size:,} examples ({splits}); hash {view.content_hash[:12]}")
+    return 0
+
+
+def _annotator_ids(actor: auth.Actor, usernames: str) -> list[int]:
+    from core.review import campaigns
+
+    by_name = {name: user_id for user_id, name, _ in campaigns.annotator_choices(actor)}
+    names = [n.strip() for n in usernames.split(",") if n.strip()]
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"no active user named {unknown[0]!r}")
+    return [by_name[n] for n in names]
+
+
+def _campaign_selection(args: argparse.Namespace):
+    """The review Selection the page's "Items" section would build, from the command's options."""
+    from core.review.selection import Selection
+
+    ids = [int(i) for i in args.ids.replace(",", " ").split()] if args.ids else None
+    return Selection(example_ids=ids, top_signal="label_issue" if args.top_label_issues else None,
+                     top_n=args.top_label_issues or 100, run_id=args.run_id, kind=args.kind, label=args.label,
+                     per_emotion=args.per_emotion, limit=args.limit, seed=args.seed, group_by=args.group_by,
+                     group_size=args.group_size)
+
+
+def campaign_fields(actor: auth.Actor, args: argparse.Namespace) -> dict:
+    """`campaigns.create_campaign` keyword arguments (the fields of CampaignSpec) from `campaign create`."""
+    return {"name": args.name, "task": args.task, "annotator_ids": _annotator_ids(actor, args.annotators),
+            "selection": _campaign_selection(args), "overlap": args.overlap, "min_submissions": args.min_submissions,
+            "guidelines": Path(args.guidelines).read_text() if args.guidelines else "",
+            "show_suggestions": not args.hide_suggestions,
+            "taxonomy_id": _taxonomy_id(args.taxonomy) if args.taxonomy else None}
+
+
+def cmd_campaign_create(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.review import campaigns
+
+    fields = campaign_fields(actor, args)
+    if args.job:
+        _queued(campaigns.enqueue_campaign(actor, **fields), f"create review campaign {args.name!r}")
+        return 0
+    view = campaigns.create_campaign(actor, **fields)
+    print(f"campaign {view.id} ({view.name}, {view.task}): {view.item_count:,} items")
+    return 0
+
+
+def cmd_campaign_list(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.review import campaigns
+
+    for c in campaigns.list_campaigns(actor):
+        print(f"{c.id:>4}  {c.task:<15}  {c.status:<8}  {c.completed_count:,}/{c.item_count:,} done  {c.name}")
+    return 0
+
+
+def cmd_campaign_results(actor: auth.Actor, args: argparse.Namespace) -> int:
+    from core.review import agreement, results
+
+    text = (results.agreement_csv(agreement.campaign_report(actor, args.campaign)) if args.agreement
+            else results.results_csv(actor, args.campaign))
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        rows = sum(1 for _ in csv.reader(io.StringIO(text))) - 1  # an answer may span lines
+        print(f"campaign {args.campaign}: {rows:,} rows written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _add_campaign_parsers(sub) -> None:
+    campaign = sub.add_parser("campaign", help="review campaigns: create, list, results as CSV")
+    verbs = campaign.add_subparsers(dest="campaign_command", required=True)
+    new = verbs.add_parser("create", help="create a review campaign (its items and each annotator's queue)")
+    new.add_argument("--name", required=True)
+    # Any task the review registry knows: core checks the name, so a new task module needs no CLI change.
+    new.add_argument("--task", required=True, help="the review task, e.g. verification, personalization, diversity")
+    new.add_argument("--annotators", required=True, help="comma-separated usernames")
+    new.add_argument("--overlap", type=int, default=1, help="annotators per item")
+    new.add_argument("--min-submissions", type=int, default=None, help="submissions that complete an item "
+                                                                           "(default: the overlap)")
+    new.add_argument("--taxonomy", default="", help="taxonomy name (default: GoEmotions)")
+    new.add_argument("--guidelines", default="", help="a text file shown beside each item")
+    new.add_argument("--hide-suggestions", action="store_true", help="do not show the teacher's labels")
+    items = new.add_argument_group("items (as on the Review page)")
+    items.add_argument("--ids", default="", help="example ids, comma-separated")
+    items.add_argument("--top-label-issues", type=int, default=0, help="the N examples with the highest label_issue")
+    items.add_argument("--per-emotion", type=int, default=None, help="stratified: N examples per present emotion")
+    items.add_argument("--run", type=int, default=None, dest="run_id", help="generation run id")
+    items.add_argument("--kind", choices=["contextless", "contextual", "imported"], default=None)
+    items.add_argument("--label", default=None, help="teacher label present")
+    items.add_argument("--limit", type=int, default=None, help="at most this many items")
+    items.add_argument("--seed", type=int, default=0)
+    items.add_argument("--group-by", choices=["character_emotion", "emotion"], default="character_emotion",
+                       help="diversity groups")
+    items.add_argument("--group-size", type=int, default=5, help="utterances per diversity group")
+    new.add_argument("--job", action="store_true", help="let the worker choose the items (large selections)")
+    new.set_defaults(run=cmd_campaign_create)
+
+    lst = verbs.add_parser("list", help="list the campaigns")
+    lst.set_defaults(run=cmd_campaign_list)
+
+    res = verbs.add_parser("results", help="every answer of a campaign as CSV (or its agreement figures)")
+    res.add_argument("campaign", type=int, help="campaign id (see `campaign list`)")
+    res.add_argument("--agreement", action="store_true", help="the agreement figures instead of the answers")
+    res.add_argument("--out", default="", help="file to write (default: standard output)")
+    res.set_defaults(run=cmd_campaign_results)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from core.datasets.splits import default_ratios_text
+
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--user", default=os.environ.get("EMOFORGE_USER", "admin"), help="acting user")
@@ -282,6 +466,36 @@ def build_parser() -> argparse.ArgumentParser:
                                           "semeval-ec"], help="label this built-in set with the teacher LLM")
     bl.add_argument("--limit", type=int, default=100, help="texts the teacher labels")
     bl.set_defaults(run=cmd_baselines)
+
+    lab = sub.add_parser("import-labelled", help="import a labelled data set (file or `datasets` folder)")
+    lab.add_argument("path", help="GoEmotions TSV, CSV / TSV / JSONL file, or a folder saved by `datasets`")
+    lab.add_argument("--source", required=True, help="the data set's name")
+    lab.add_argument("--taxonomy", default="GoEmotions")
+    lab.add_argument("--evaluation", action="store_true", help="an evaluation set (kept out of training versions)")
+    lab.add_argument("--licence", default="")
+    lab.add_argument("--format", choices=["auto", "goemotions", "csv", "tsv", "jsonl"], default="auto")
+    lab.add_argument("--text-column", default="text", help="`datasets` folders: the text column")
+    lab.add_argument("--label-column", default="", help="`datasets` folders: the label column")
+    lab.add_argument("--job", action="store_true", help="check the file now, let the worker store it")
+    lab.set_defaults(run=cmd_import_labelled)
+
+    frz = sub.add_parser("freeze", help="freeze the current labels of a selection into a dataset version")
+    frz.add_argument("name", help="version name")
+    frz.add_argument("--kind", action="append", choices=["contextless", "contextual", "imported"], help="(repeat)")
+    frz.add_argument("--status", action="append", choices=["pending", "accepted", "rejected", "evaluation"],
+                     help="(repeat; default: every status but rejected and evaluation)")
+    frz.add_argument("--source", action="append", help="an imported data set (repeat)")
+    frz.add_argument("--label", action="append", help="a current label, any of (repeat)")
+    frz.add_argument("--filter", default="", help='any Curate filter as JSON, e.g. \'{"score_min": 0.5}\'')
+    frz.add_argument("--taxonomy", default="", help="taxonomy name (default: the examples' own)")
+    frz.add_argument("--ratios", default="", help=f"train,dev,test shares (default: {default_ratios_text()})")
+    frz.add_argument("--seed", type=int, default=None, help="split seed (default: the Export page's)")
+    frz.add_argument("--licence", default="")
+    frz.add_argument("--description", default="", help="for the dataset card")
+    frz.add_argument("--job", action="store_true", help="let the worker freeze it (large selections)")
+    frz.set_defaults(run=cmd_freeze)
+
+    _add_campaign_parsers(sub)
 
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
     add = users.add_parser("add", help="add a user (password from EMOFORGE_NEW_PASSWORD or a prompt)")

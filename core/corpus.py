@@ -21,8 +21,9 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import jobs
+from core import inline, jobs
 from core.auth import Actor, require_admin
+from core.uploads import UploadError, decode_upload
 from db.models import Corpus, Passage, Story, Upload
 from db.session import read_session, write_session
 
@@ -42,7 +43,7 @@ DEMO_CORPUS_NAME = "Demo: EmoForge plots"
 DEMO_CORPUS_FILE = Path(__file__).resolve().parent / "demo_corpus" / "plots.jsonl"
 
 
-class CorpusFileError(ValueError):
+class CorpusFileError(UploadError):
     """An uploaded file that cannot be imported; the message names the file and, where it can, the line."""
 
 
@@ -133,11 +134,7 @@ def parse_file(filename: str, data: bytes) -> list[StoryIn]:
             f"{name}: unsupported file type {suffix or '(no extension)'!r}; "
             f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
         )
-    if len(data) > MAX_FILE_BYTES:
-        raise CorpusFileError(
-            f"{name}: {len(data) / 1024 / 1024:.1f} MB is over the {MAX_FILE_BYTES // 1024 // 1024} MB limit"
-        )
-    text = _decode(name, data)
+    text = _decode(name, data, MAX_FILE_BYTES)
     stories = {".txt": _parse_txt, ".csv": _parse_csv, ".jsonl": _parse_jsonl}[suffix](name, text)
     if not stories:
         raise CorpusFileError(f"{name}: no stories found")
@@ -197,24 +194,8 @@ def parse_wikiplots(plots: tuple[str, bytes], titles: tuple[str, bytes]) -> list
     return stories
 
 
-def _decode(name: str, data: bytes) -> str:
-    """UTF-8 (a BOM is allowed) with Unix newlines; anything else names the offending byte."""
-    offset = 0
-    if data.startswith(b"\xef\xbb\xbf"):
-        data, offset = data[3:], 3
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise CorpusFileError(
-            f"{name}: not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start + offset}); "
-            "save it as UTF-8 and upload again"
-        ) from None
-    if not text.strip():
-        raise CorpusFileError(f"{name}: the file is empty")
-    if "\x00" in text:
-        # Valid UTF-8 can still be a binary file (a .docx renamed .txt): NUL bytes give it away.
-        raise CorpusFileError(f"{name}: looks like a binary file (it contains NUL bytes), not text")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+def _decode(name: str, data: bytes, max_bytes: int | None = None) -> str:
+    return decode_upload(name, data, max_bytes=max_bytes, error=CorpusFileError)
 
 
 def _parse_txt(name: str, text: str) -> list[StoryIn]:
@@ -644,6 +625,26 @@ def enqueue_import(
             payload["companion_upload_id"] = uploads[1].id
         return jobs.enqueue(actor, "import_corpus", payload, title=f"Import {name} into {corpus_name}",
                             session=session)
+
+
+def import_or_enqueue(actor: Actor | None, corpus_name: str, files: list[tuple[str, bytes]],
+                      description: str = "") -> inline.Outcome[ImportReport]:
+    """What the Corpus page's Import does: small uploads are imported now (the report), big ones are
+    checked now and queued for the worker (one job per file; the WikiPlots pair is one job)."""
+    require_admin(actor)
+    if not files:
+        raise ValueError("Choose at least one file to import.")
+    if inline.upload_runs_now(sum(len(data) for _, data in files)):
+        return inline.Outcome(report=import_files(actor, corpus_name, files, description=description))
+    if is_wikiplots_pair(files):
+        plots, titles = sorted(files, key=lambda f: _stem(f[0]) == "titles")
+        return inline.Outcome(job_ids=(enqueue_import(actor, corpus_name, *plots, description=description,
+                                                      companion=titles),))
+    if len(files) > 1:  # check them all first: one bad file queues nothing
+        for filename, data in files:
+            parse_file(filename, data)
+    return inline.Outcome(job_ids=tuple(enqueue_import(actor, corpus_name, filename, data, description=description)
+                                        for filename, data in files))
 
 
 @jobs.handler("import_corpus")

@@ -36,9 +36,13 @@ class LabelError(ValueError):
 # --------------------------------------------------------------------------- threshold
 
 
-def threshold() -> float:
-    with read_session() as session:
-        row = session.get(Setting, THRESHOLD_KEY)
+def threshold(session: Session | None = None) -> float:
+    """The presence threshold: the `labels.threshold` setting, 0.3 when nobody set it. The one reader:
+    the pipeline, Curate, review and the dashboards all count a label present from this score."""
+    if session is None:
+        with read_session() as own:
+            return threshold(own)
+    row = session.get(Setting, THRESHOLD_KEY)
     return float(row.value) if row is not None and row.value is not None else DEFAULT_THRESHOLD
 
 

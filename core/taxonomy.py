@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from core.auth import Actor, require_admin
+from core.uploads import decode_upload
 from db.models import Label, LabelGrouping, OOTAction, OOTMapping, Taxonomy
 from db.session import read_session, write_session
 
@@ -493,7 +494,7 @@ def parse_taxonomy_file(filename: str, data: bytes) -> list[tuple[str, str]]:
         raise TaxonomyError(
             f"{source}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(TAXONOMY_FILE_TYPES)}"
         )
-    text = _decode(source, data)
+    text = decode_upload(source, data, error=TaxonomyError)
     entries = {".csv": _csv_entries, ".json": _json_entries, ".txt": _txt_entries}[suffix](source, text)
     return _clean_labels(entries, source)
 
@@ -505,20 +506,6 @@ def import_taxonomy(
     name = _clean_taxonomy_name(name)
     labels = parse_taxonomy_file(filename, data)
     return _insert_taxonomy(name, description, labels, multi_label)
-
-
-def _decode(source: str, data: bytes) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise TaxonomyError(
-            f"{source}: not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start})"
-        ) from None
-    if not text.strip():
-        raise TaxonomyError(f"{source}: the file is empty")
-    return text
 
 
 def _txt_entries(source: str, text: str) -> list[tuple[str, str, str]]:

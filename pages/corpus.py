@@ -10,19 +10,15 @@ from core.corpus import (
     CorpusFileError,
     delete_corpus,
     delete_story,
-    enqueue_import,
     get_story,
-    import_files,
-    is_wikiplots_pair,
+    import_or_enqueue,
     list_corpora,
     list_stories,
-    parse_file,
 )
 from ui.session import guard
 
 actor = guard("corpus")
 
-INLINE_LIMIT = 2 * 1024 * 1024  # bytes: smaller uploads are imported at once, bigger ones by the worker
 PAGE_SIZE = 50
 NOTICE_KEY = "corpus_import_notice"
 
@@ -69,35 +65,24 @@ with st.container(border=True):
         elif not corpus_name:
             st.warning("Give the corpus a name.")
         else:
-            total = sum(f.size for f in files)
             try:
-                if total < INLINE_LIMIT:
-                    report = import_files(actor, corpus_name, [(f.name, f.getvalue()) for f in files],
-                                          description=description)
-                elif is_wikiplots_pair([(f.name, b"") for f in files]):
-                    plots, titles = sorted(files, key=lambda f: "titles" in f.name.lower())
-                    job_ids = [enqueue_import(actor, corpus_name, plots.name, plots.getvalue(), description=description,
-                                              companion=(titles.name, titles.getvalue()))]
-                else:
-                    if len(files) > 1:  # check them all first: one bad file queues nothing
-                        for f in files:
-                            parse_file(f.name, f.getvalue())
-                    job_ids = [enqueue_import(actor, corpus_name, f.name, f.getvalue(), description=description)
-                               for f in files]
+                outcome = import_or_enqueue(actor, corpus_name, [(f.name, f.getvalue()) for f in files],
+                                            description=description)
             except (CorpusFileError, ValueError, PermissionDenied) as exc:  # a bad file: nothing was imported
                 st.error(str(exc))
             else:
                 # Rerun with an empty uploader (a second click cannot import the same files again);
                 # the notice is shown by that run.
                 st.session_state["corpus_upload_round"] = upload_round + 1
-                if total < INLINE_LIMIT:
-                    st.session_state["corpus_browse"] = report.corpus_id  # show what was just imported
-                    message = f"Imported into {report.corpus_name}: {report.summary()}."
-                    st.session_state[NOTICE_KEY] = (message, False)
-                else:
-                    message = (f"{len(job_ids)} import job(s) queued (#{', #'.join(map(str, job_ids))}): "
+                if outcome.queued:
+                    queued = ", #".join(map(str, outcome.job_ids))
+                    message = (f"{len(outcome.job_ids)} import job(s) queued (#{queued}): "
                                "the worker imports them in the background.")
                     st.session_state[NOTICE_KEY] = (message, True)
+                else:
+                    st.session_state["corpus_browse"] = outcome.report.corpus_id  # show what was just imported
+                    message = f"Imported into {outcome.report.corpus_name}: {outcome.report.summary()}."
+                    st.session_state[NOTICE_KEY] = (message, False)
                 st.rerun()
 
 # --------------------------------------------------------------------------- corpora

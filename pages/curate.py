@@ -142,12 +142,12 @@ with st.container(border=True):
     if st.button("Apply to all matches", type="primary", disabled=not confirm or total == 0, key="cur_bulk_apply"):
         chosen_labels = bulk_labels if bulk_action == "relabel" else None
         try:
-            if total > actions.LARGE_BULK:  # a long transaction belongs in the worker, not in the page
-                job_id, _ = actions.enqueue_decision(actor, bulk_action, selection, labels=chosen_labels, reason=reason)
-                message = f"Job #{job_id} queued: the worker applies {bulk_action} to {total:,} examples."
+            outcome = actions.decide_or_enqueue(actor, bulk_action, selection, labels=chosen_labels, reason=reason)
+            if outcome.queued:
+                message = f"Job #{outcome.job_id} queued: the worker applies {bulk_action} to {total:,} examples."
             else:
-                report = actions.decide(actor, bulk_action, selection=selection, reason=reason, labels=chosen_labels)
-                message = f"{report.action}: {report.count:,} examples changed; undo it below if it was a mistake."
+                message = (f"{outcome.report.action}: {outcome.report.count:,} examples changed; "
+                           "undo it below if it was a mistake.")
         except (actions.CurationError, PermissionDenied) as exc:
             st.error(md_escape(exc))
         else:

@@ -8,14 +8,12 @@ from core.auth import PermissionDenied
 from core.curate.filters import CurationFilter
 from core.datasets import export, importing, versions
 from core.datasets.readers import ImportFileError
-from core.datasets.splits import CONTEXTLESS_RATIOS, CONTEXTUAL_RATIOS
+from core.datasets.splits import CONTEXTLESS_RATIOS, default_ratios_text
 from core.taxonomy import get_taxonomy, list_taxonomies
 from ui.plain import chart_text, md_escape
 from ui.session import flash, guard, show_flashes
 
 actor = guard("export")
-
-INLINE_LIMIT = 2 * 1024 * 1024  # bytes: smaller files are imported at once, bigger ones by the worker
 
 st.title("Export")
 st.write("Import labelled data sets, freeze curated examples into versioned data sets with train/dev/test "
@@ -46,14 +44,12 @@ with st.expander("Import a labelled data set"):
     evaluation = st.checkbox("Evaluation set (kept out of training versions)", key="exp_eval")
     if st.button("Import", type="primary", key="exp_import"):
         try:
-            if upload is not None and upload.size >= INLINE_LIMIT:
-                job_id = importing.enqueue_file(actor, upload.name, upload.getvalue(), source=source,
-                                                taxonomy_id=taxonomies[tax], evaluation=evaluation, licence=licence)
-                message = f"Job #{job_id} queued: the worker imports {md_escape(upload.name)}."
-            elif upload is not None:
-                report = importing.import_file(actor, upload.name, upload.getvalue(), source=source,
-                                               taxonomy_id=taxonomies[tax], evaluation=evaluation, licence=licence)
-                message = md_escape(report.summary() + ".")
+            if upload is not None:
+                outcome = importing.import_or_enqueue(actor, upload.name, upload.getvalue(), source=source,
+                                                      taxonomy_id=taxonomies[tax], evaluation=evaluation,
+                                                      licence=licence)
+                message = (f"Job #{outcome.job_id} queued: the worker imports {md_escape(upload.name)}."
+                           if outcome.queued else md_escape(outcome.report.summary() + "."))
             elif folder.strip():
                 report = importing.import_hf_folder(actor, folder.strip(), source=source,
                                                     taxonomy_id=taxonomies[tax], evaluation=evaluation,
@@ -82,9 +78,11 @@ with st.expander("Freeze a new version", expanded=True):
                               help="Empty: every status but rejected and evaluation.")
     sources = c1.multiselect("Imported data sets", [s for s, _ in importing.imported_sources()], key="exp_sources")
     labels = c2.multiselect("Labels (any of)", get_taxonomy(taxonomies[freeze_tax]).label_names, key="exp_labels")
-    defaults = CONTEXTUAL_RATIOS if kinds == ["contextual"] else CONTEXTLESS_RATIOS
     r1, r2, r3, r4 = st.columns(4)
-    ratios = {split: col.number_input(f"{split} share", 0.0, 1.0, defaults[split], 0.05, key=f"exp_ratio_{split}_{defaults[split]}")
+    custom = r4.checkbox("Choose the split ratios", key="exp_custom_ratios",
+                         help=f"Default: {default_ratios_text()}.")
+    ratios = {split: col.number_input(f"{split} share", 0.0, 1.0, CONTEXTLESS_RATIOS[split], 0.05,
+                                      key=f"exp_ratio_{split}", disabled=not custom)
               for col, split in zip((r1, r2, r3), ("train", "dev", "test"))}
     seed = r4.number_input("Seed", 0, 2**31 - 1, versions.DEFAULT_SEED, key="exp_seed")
     version_licence = st.text_input("Licence of the data set", key="exp_version_licence")
@@ -92,19 +90,16 @@ with st.expander("Freeze a new version", expanded=True):
     if st.button("Freeze version", type="primary", key="exp_freeze"):
         selection = CurationFilter(kinds=tuple(kinds), statuses=tuple(statuses), sources=tuple(sources),
                                    labels=tuple(labels))
-        options = {"taxonomy_id": taxonomies[freeze_tax], "ratios": ratios, "seed": int(seed),
+        options = {"taxonomy_id": taxonomies[freeze_tax], "ratios": ratios if custom else None, "seed": int(seed),
                    "licence": version_licence, "description": description}
         try:
-            if versions.selection_size(actor, selection) > versions.LARGE_SELECTION:
-                job_id = versions.enqueue_freeze(actor, name, selection, **options)
-                view = None
-            else:
-                view = versions.freeze(actor, name, selection, **options)
+            outcome = versions.freeze_or_enqueue(actor, name, selection, **options)
         except (versions.VersionError, ValueError, PermissionDenied) as exc:
             st.error(md_escape(exc))
         else:
-            if view is None:
-                flash(f"Job #{job_id} queued: the worker freezes this large selection.", scope="export")
+            view = outcome.report
+            if outcome.queued:
+                flash(f"Job #{outcome.job_id} queued: the worker freezes this large selection.", scope="export")
             elif view.existed:
                 flash(f"Nothing changed since version {view.id} ({md_escape(view.name)}): same content hash.", "info",
                       "export")

@@ -49,3 +49,122 @@ def test_generate_queues_a_run_and_prints_its_cost(admin, monkeypatch, capsys):
         assert len(session.query(GenerationRun).one().config["story_ids"]) == 3
     assert cli.main(["--user", "admin", "generate", "--corpus", "nope"]) == 2
     assert "no corpus named 'nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the Export and Review pages' long operations
+
+
+def _login(monkeypatch, password: str = "admin-pass-123") -> None:
+    monkeypatch.setenv("EMOFORGE_PASSWORD", password)
+
+
+def test_import_labelled_now_as_an_evaluation_set_and_as_a_job(admin, tmp_path, monkeypatch, capsys):
+    from core import taxonomy
+    from core.jobs import list_jobs
+
+    taxonomy.seed_defaults()
+    _login(monkeypatch)
+    labelled = tmp_path / "mine.csv"
+    labelled.write_text("text,labels\nWhat a lovely day,joy\nGo away,anger\nHmm,hangry\n")
+    assert cli.main(["import-labelled", str(labelled), "--source", "mine"]) == 0
+    out = capsys.readouterr().out
+    assert "3 examples added from 'mine'" in out and "unknown labels left out: hangry (1)" in out
+    evaluation = tmp_path / "held.jsonl"
+    evaluation.write_text('{"text": "So scared", "labels": ["fear"]}\n{"text": "Yay", "labels": ["joy"]}\n')
+    assert cli.main(["import-labelled", str(evaluation), "--source", "held", "--evaluation"]) == 0
+    assert "evaluation set: dataset version" in capsys.readouterr().out
+    assert cli.main(["import-labelled", str(labelled), "--source", "later", "--job"]) == 0
+    assert "queued" in capsys.readouterr().out
+    assert [j.kind for j in list_jobs(admin)] == ["import_labelled"]
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"text,labels\ncaf\xe9,joy\n")
+    assert cli.main(["import-labelled", str(bad), "--source", "bad", "--job"]) == 2
+    assert "bad.csv: not UTF-8 text" in capsys.readouterr().err
+    assert len(list_jobs(admin)) == 1  # a bad file queues nothing
+    assert cli.main(["import-labelled", str(labelled), "--source", "x", "--taxonomy", "Nope"]) == 2
+    assert "no taxonomy named 'Nope'" in capsys.readouterr().err
+
+
+def test_freeze_with_the_default_or_given_ratios_now_or_as_a_job(admin, monkeypatch, capsys):
+    from core.datasets import versions
+    from core.jobs import list_jobs
+    from tests.curate_support import add_example, make_stories
+
+    stories = make_stories(10)
+    for i in range(20):
+        add_example(f"Line {i}", {"joy": 0.9} if i % 2 else {"sadness": 0.7}, kind="contextual",
+                    story_id=stories[i % 10])
+    add_example("Context-free", {"joy": 0.9}, story_id=stories[0])
+    _login(monkeypatch)
+    assert cli.main(["freeze", "contextual only", "--kind", "contextual"]) == 0
+    assert "version 1 frozen: 20 examples" in capsys.readouterr().out
+    first = versions.get_version(admin, 1)
+    assert first.split_config["ratios"] == {"train": 0.9, "dev": 0.05, "test": 0.05}  # core's default for the kind
+    assert cli.main(["freeze", "again", "--kind", "contextual"]) == 0
+    assert "nothing changed since version 1" in capsys.readouterr().out
+    assert cli.main(["freeze", "all", "--ratios", "0.5,0.25,0.25", "--seed", "4", "--filter",
+                     '{"labels": ["joy"]}']) == 0
+    assert "version 2 frozen: 11 examples" in capsys.readouterr().out
+    second = versions.get_version(admin, 2)
+    assert second.split_config["ratios"] == {"train": 0.5, "dev": 0.25, "test": 0.25}
+    assert second.split_config["seed"] == 4
+    assert cli.main(["freeze", "big", "--job"]) == 0
+    assert "queued" in capsys.readouterr().out and [j.kind for j in list_jobs(admin)] == ["dataset_freeze"]
+
+    assert cli.main(["freeze", "odd", "--ratios", "0.5,0.5"]) == 2
+    assert "--ratios takes 3 numbers" in capsys.readouterr().err
+    assert cli.main(["freeze", "odd", "--filter", '{"colour": "red"}']) == 2
+    assert "unknown filter field 'colour'" in capsys.readouterr().err
+    assert cli.main(["freeze", "odd", "--filter", "[1]"]) == 2
+    assert "--filter takes a JSON object" in capsys.readouterr().err
+    assert cli.main(["freeze", "none", "--label", "grief"]) == 2
+    assert "No example matches" in capsys.readouterr().err
+    assert len(versions.list_versions(admin)) == 2
+
+
+def test_campaign_create_list_and_results_as_csv(admin, annotator, tmp_path, monkeypatch, capsys):
+    import csv
+    import io
+
+    from core.jobs import list_jobs
+    from core.review.campaigns import get_campaign
+    from core.review.queue import next_item
+    from core.review.responses import save_answers
+    from tests.review_support import make_examples
+
+    make_examples([{"text": f"Line {i}", "labels": {"joy": 0.9} if i % 2 else {"anger": 0.8}} for i in range(6)])
+    guidelines = tmp_path / "guide.md"
+    guidelines.write_text("Pick every emotion you hear.")
+    _login(monkeypatch)
+    assert cli.main(["campaign", "create", "--name", "Check", "--task", "verification", "--annotators", "ann",
+                     "--per-emotion", "2", "--guidelines", str(guidelines)]) == 0
+    assert "campaign 1 (Check, verification): 4 items" in capsys.readouterr().out
+    assert cli.main(["campaign", "create", "--name", "Later", "--task", "verification", "--annotators", "ann",
+                     "--job"]) == 0
+    assert "queued" in capsys.readouterr().out and [j.kind for j in list_jobs(admin)] == ["review_campaign"]
+    assert cli.main(["campaign", "list"]) == 0
+    assert "0/4 done  Check" in capsys.readouterr().out
+
+    assert get_campaign(admin, 1).guidelines == "Pick every emotion you hear."
+    item = next_item(annotator, 1)
+    save_answers(annotator, item.item_id, {"emotions": ["joy"]}, submit=True)
+    assert cli.main(["campaign", "results", "1"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["annotator"], r["question"], r["value"], r["status"]) for r in rows] == [
+        ("ann", "emotions", '["joy"]', "submitted"), ("ann", "comment", "", "submitted")]
+    out = tmp_path / "answers.csv"
+    assert cli.main(["campaign", "results", "1", "--out", str(out)]) == 0
+    assert "2 rows written" in capsys.readouterr().out and "ann,emotions" in out.read_text()
+    assert cli.main(["campaign", "results", "1", "--agreement"]) == 0
+    assert capsys.readouterr().out.startswith("question,")
+
+    assert cli.main(["campaign", "create", "--name", "X", "--task", "verification", "--annotators", "nobody"]) == 2
+    assert "no active user named 'nobody'" in capsys.readouterr().err
+    assert cli.main(["campaign", "create", "--name", "X", "--task", "gossip", "--annotators", "ann"]) == 2
+    assert "Unknown review task 'gossip'" in capsys.readouterr().err
+    assert cli.main(["campaign", "results", "9"]) == 2
+    assert "No campaign with id 9" in capsys.readouterr().err
+    _login(monkeypatch, "ann-pass-1234")
+    assert cli.main(["--user", "ann", "campaign", "results", "1"]) == 2
+    assert "Only an admin" in capsys.readouterr().err

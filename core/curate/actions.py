@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from core import jobs
+from core import inline, jobs
 from core.auth import Actor, require_admin
 from core.curate import filters
 from core.curate.filters import CurationFilter
@@ -78,7 +78,6 @@ def decide(actor: Actor | None, action: str, *, example_ids: list[int] | None = 
     return DecisionReport(batch_id, action, len(ids))
 
 
-LARGE_BULK = 20_000  # examples: above this the Curate page hands a bulk action to the worker
 
 
 def enqueue_decision(actor: Actor | None, action: str, selection: CurationFilter, *,
@@ -95,6 +94,20 @@ def enqueue_decision(actor: Actor | None, action: str, selection: CurationFilter
                "batch_id": batch_id}
     return jobs.enqueue(actor, "curate_bulk", payload, title=f"{action} every match of: {selection.describe()}"[:300]), \
         batch_id
+
+
+def decide_or_enqueue(actor: Actor | None, action: str, selection: CurationFilter, *,
+                      labels: list[str] | None = None, reason: str = "") -> inline.Outcome[DecisionReport]:
+    """What the Curate page's "Apply to all matches" does: up to `inline.EXAMPLES` matches are decided now
+    (the report), more by the worker, since a long write transaction belongs there (the job id; the
+    batch id that Undo takes is in `detail`)."""
+    require_admin(actor)
+    with read_session() as session:
+        count = filters.count(session, selection)
+    if inline.examples_run_now(count):
+        return inline.Outcome(report=decide(actor, action, selection=selection, labels=labels, reason=reason))
+    job_id, batch_id = enqueue_decision(actor, action, selection, labels=labels, reason=reason)
+    return inline.Outcome(job_ids=(job_id,), detail={"batch_id": batch_id, "matches": count})
 
 
 @jobs.handler("curate_bulk")

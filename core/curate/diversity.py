@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, insert, select
 
-from core.curate.labels import chunks, current_labels, threshold
+from core import embeddings
+from core.curate.labels import chunks, current_labels
+from core.labels import threshold
 from db.models import (
     CurationDecision, Example, GroupSignal, Label, Question, Response, ResponseStatus, Suggestion,
 )
@@ -92,13 +94,11 @@ def _groups(session) -> tuple[dict[str, dict[str, list[int]]], dict[int, str]]:
 
 def compute_diversity(embed: bool = True, seed: int = 0) -> dict[str, int]:
     """Recompute the diversity group signals (replacing the previous ones)."""
-    from core.curate.signals import embed_texts
-
     with read_session() as session:
         groups, texts = _groups(session)
     ids = list(texts)
     position = {i: p for p, i in enumerate(ids)}
-    vectors = embed_texts([texts[i] for i in ids]) if embed and ids else None
+    vectors = embeddings.embed([texts[i] for i in ids], batch_size=128) if embed and ids else None
     rows: list[dict[str, Any]] = []
     for group_by, members in groups.items():
         for key, group_ids in members.items():

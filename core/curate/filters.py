@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Float, Text, and_, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from core.curate.labels import threshold
+from core.labels import threshold
 from db.models import (
     CampaignItem, CurationDecision, Example, Label, OOTAction, OOTMapping, Question, Response,
     ResponseStatus, Signal, Suggestion,

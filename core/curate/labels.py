@@ -17,11 +17,10 @@ from typing import NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import CurationDecision, Label, Setting, Suggestion
+from core.labels import threshold  # the one presence-threshold reader (also imported from here)
+from db.models import CurationDecision, Label, Suggestion
 from db.session import read_session
 
-THRESHOLD_KEY = "labels.threshold"  # the same setting core.labels (the pipeline) edits
-DEFAULT_THRESHOLD = 0.3
 CHUNK = 900  # ids per IN (...): under SQLite's and PostgreSQL's parameter limits
 
 
@@ -29,15 +28,6 @@ class CurrentLabels(NamedTuple):  # a tuple, not a dataclass: 400,000 of them ar
     labels: tuple[str, ...]
     scores: dict[str, float]
     relabelled: bool = False
-
-
-def threshold(session: Session | None = None) -> float:
-    """The presence threshold: the `labels.threshold` setting, 0.3 when nobody set it."""
-    if session is None:
-        with read_session() as own:
-            return threshold(own)
-    row = session.get(Setting, THRESHOLD_KEY)
-    return float(row.value) if row is not None and row.value is not None else DEFAULT_THRESHOLD
 
 
 def chunks(ids: Sequence[int], size: int = CHUNK):

@@ -24,7 +24,10 @@ from sqlalchemy import delete, insert, select
 
 from core import jobs
 from core.auth import Actor, require_admin
-from core.curate.labels import suggestion_scores, threshold
+from core.curate import diversity
+from core.curate.labels import suggestion_scores
+from core.embeddings import embed
+from core.labels import threshold
 from db.models import CampaignItem, Example, Question, Response, ResponseStatus, Signal
 from db.session import read_session, write_session
 
@@ -105,17 +108,6 @@ def clusters_from_labels(ids: list[int], labels: np.ndarray) -> dict[int, int]:
     return {i: min(group) for group in members.values() if len(group) > 1 for i in group}
 
 
-def embed_texts(texts: list[str], batch_size: int = 128) -> np.ndarray:
-    """Unit-length MiniLM embeddings (the bundled student encoder, on the CPU unless CUDA is there)."""
-    from sentence_transformers import SentenceTransformer
-
-    from core.config import student_model_dir
-
-    model = SentenceTransformer(str(student_model_dir()))
-    return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                        show_progress_bar=False)
-
-
 # --------------------------------------------------------------------------- storing
 
 
@@ -150,7 +142,7 @@ def compute_duplicates(near_threshold: float = DEFAULT_NEAR_THRESHOLD, embedding
     exact = exact_duplicate_clusters(ids, texts)
     if progress:
         progress("embedding texts")
-    vectors = embed_texts(texts) if embeddings is None else embeddings
+    vectors = embed(texts, batch_size=128) if embeddings is None else embeddings
     near = clusters_from_labels(ids, near_duplicate_labels(vectors, near_threshold)) if ids else {}
     by = f"minilm+faiss cos>={near_threshold}"
     with write_session() as session:
@@ -223,8 +215,6 @@ def enqueue_signals(actor: Actor | None, parts: tuple[str, ...] = SIGNAL_PARTS,
 @jobs.handler("curate_signals")
 def run_signals_job(ctx: jobs.JobContext) -> dict[str, Any]:
     """Each part replaces its own signals in one transaction: a rerun after a crash is harmless."""
-    from core.curate import diversity
-
     parts = [p for p in ctx.payload.get("parts", SIGNAL_PARTS) if p in SIGNAL_PARTS]
     ctx.set_total(len(parts))
     result: dict[str, Any] = {}

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, aliased
 
-from core import jobs
+from core import inline, jobs
 from core.auth import Actor, require_admin
 from core.datasets.readers import ImportFileError, LabelledRecord, parse_labelled_file
 from core.taxonomy import normalise_label
@@ -218,6 +218,18 @@ def enqueue_file(actor: Actor | None, filename: str, data: bytes, *, source: str
                    "licence": licence, "format": fmt, "options": options}
         return jobs.enqueue(actor, "import_labelled", payload, title=f"Import labelled {name} as {source}",
                             session=session)
+
+
+def import_or_enqueue(actor: Actor | None, filename: str, data: bytes, *, source: str, taxonomy_id: int,
+                      evaluation: bool = False, licence: str = "", fmt: str = "auto",
+                      **options) -> inline.Outcome[LabelledImportReport]:
+    """What the Export page's Import does with a file: small files are imported now (the report), big
+    ones are checked now and stored by the worker (the job id)."""
+    arguments = dict(source=source, taxonomy_id=taxonomy_id, evaluation=evaluation, licence=licence, fmt=fmt,
+                     **options)
+    if inline.upload_runs_now(len(data)):
+        return inline.Outcome(report=import_file(actor, filename, data, **arguments))
+    return inline.Outcome(job_ids=(enqueue_file(actor, filename, data, **arguments),))
 
 
 @jobs.handler("import_labelled")

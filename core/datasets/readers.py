@@ -15,6 +15,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from core.taxonomy import GOEMOTIONS_LABELS, normalise_label
+from core.uploads import UploadError, decode_upload
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 FORMATS = ("auto", "goemotions", "csv", "tsv", "jsonl")
@@ -26,7 +27,7 @@ SPLIT_NAMES = {"train": "train", "validation": "dev", "valid": "dev", "val": "de
 csv.field_size_limit(10 * 1024 * 1024)
 
 
-class ImportFileError(ValueError):
+class ImportFileError(UploadError):
     """A labelled file that cannot be imported; the message names the file and, where it can, the line."""
 
 
@@ -44,20 +45,7 @@ def split_name(name: str) -> str:
 
 
 def decode(name: str, data: bytes) -> str:
-    if len(data) > MAX_FILE_BYTES:
-        raise ImportFileError(f"{name}: {len(data) / 1e6:.0f} MB is over the {MAX_FILE_BYTES // 10**6} MB limit")
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ImportFileError(f"{name}: not UTF-8 text (byte 0x{data[error.start]:02x} at position "
-                              f"{error.start}); save it as UTF-8") from None
-    if "\x00" in text:
-        raise ImportFileError(f"{name}: looks like a binary file (it contains NUL bytes), not text")
-    if not text.strip():
-        raise ImportFileError(f"{name}: the file is empty")
-    return text
+    return decode_upload(name, data, max_bytes=MAX_FILE_BYTES, error=ImportFileError)
 
 
 def detect_format(filename: str, text: str) -> str:

@@ -25,6 +25,14 @@ def default_ratios(kinds: set[str]) -> dict[str, float]:
     return dict(CONTEXTUAL_RATIOS if kinds and kinds <= {"contextual"} else CONTEXTLESS_RATIOS)
 
 
+def default_ratios_text() -> str:
+    """The rule of `default_ratios` in words, for the pages and the CLI."""
+    def percent(ratios: dict[str, float]) -> str:
+        return "/".join(f"{ratios[s] * 100:g}" for s in SPLITS)
+
+    return f"{percent(CONTEXTLESS_RATIOS)}, or {percent(CONTEXTUAL_RATIOS)} when every example is contextual"
+
+
 def check_ratios(ratios: dict[str, float]) -> dict[str, float]:
     unknown = set(ratios) - set(SPLITS)
     if unknown:

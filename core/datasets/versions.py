@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from core import jobs
+from core import inline, jobs
 from core.auth import Actor, require_admin, require_page
 from core.curate import filters
 from core.curate.filters import CurationFilter
@@ -209,7 +209,6 @@ def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = No
         return _view(session, version)
 
 
-LARGE_SELECTION = 20_000  # examples: above this the Export page freezes through the worker
 
 
 def selection_size(actor: Actor | None, selection: CurationFilter) -> int:
@@ -226,6 +225,17 @@ def enqueue_freeze(actor: Actor | None, name: str, selection: CurationFilter, **
     check_ratios(options.get("ratios") or {"train": 1.0})
     payload = {"name": name, "selection": selection.to_dict(), **options}
     return jobs.enqueue(actor, "dataset_freeze", payload, title=f"Freeze dataset version {name}")
+
+
+def freeze_or_enqueue(actor: Actor | None, name: str, selection: CurationFilter | None = None,
+                      **options: Any) -> inline.Outcome[VersionView]:
+    """What the Export page's Freeze does: a selection of up to `inline.EXAMPLES` examples is frozen now
+    (the version), a larger one by the worker (the job id). Options as for `freeze`; without `ratios`
+    the split is `splits.default_ratios` of the frozen examples' kinds."""
+    selection = selection or CurationFilter()
+    if inline.examples_run_now(selection_size(actor, selection)):
+        return inline.Outcome(report=freeze(actor, name, selection, **options))
+    return inline.Outcome(job_ids=(enqueue_freeze(actor, name, selection, **options),))
 
 
 @jobs.handler("dataset_freeze")

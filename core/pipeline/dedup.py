@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
-import numpy as np
-
-from core import config
+from core import embeddings
 
 DEFAULT_SIMILARITY = 0.9  # cosine similarity at which two utterances count as the same thought
-_lock = threading.Lock()
-_encoder = None
-
-
-def encoder():
-    """The student encoder (all-MiniLM-L6-v2, shipped in a package), loaded once per process."""
-    global _encoder
-    with _lock:
-        if _encoder is None:
-            from sentence_transformers import SentenceTransformer
-
-            _encoder = SentenceTransformer(str(config.student_model_dir()), device="cpu")
-        return _encoder
-
-
-def embed(texts: Sequence[str]) -> np.ndarray:
-    if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
-    return encoder().encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
 
 
 def near_duplicates(texts: Sequence[str], keep_first: int = 0, similarity: float = DEFAULT_SIMILARITY) -> set[int]:
@@ -39,7 +17,7 @@ def near_duplicates(texts: Sequence[str], keep_first: int = 0, similarity: float
     """
     if len(texts) < 2:
         return set()
-    vectors = embed(texts)
+    vectors = embeddings.embed(texts)  # the encoder is loaded once per process
     similarities = vectors @ vectors.T
     kept: list[int] = []
     dropped: set[int] = set()

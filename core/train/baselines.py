@@ -124,10 +124,22 @@ class EmbeddingBaseline(ContrastiveModel):
     kind = "baseline"
     name = "embedding"
 
-    def __init__(self, path: str | Path | None = None, rule: Rule | None = None, **kwargs: Any):
-        from core.models_setup import ensure_student
+    def __init__(self, path: str | Path | None = None, rule: Rule | None = None, *, max_length: int = 64,
+                 label_max_length: int = 48):
+        import torch
 
-        super().__init__(path or ensure_student(), rule=rule, **kwargs)
+        from core import embeddings
+
+        # Nothing is trained here, so the encoder is the process's shared copy (core.embeddings, the one
+        # dedup and the Curate signals use), not a second load; the other fields are ContrastiveModel's.
+        shared = embeddings.encoder(path)
+        self.path, self.device = embeddings.folder(path), str(shared.device)
+        self.tokenizer, self.encoder = shared.tokenizer, shared[0].auto_model
+        self.log_scale = torch.nn.Parameter(torch.tensor(0.0), requires_grad=False)  # unused: scores are cosines
+        self.bias = torch.nn.Parameter(torch.tensor(0.0), requires_grad=False)
+        self.rule = rule or Rule()
+        self.labels, self.descriptions = [], []
+        self.max_length, self.label_max_length = max_length, label_max_length
 
     def label_prototypes(self, names: Sequence[str], descriptions: Sequence[str] | None = None) -> np.ndarray:
         import torch

@@ -9,6 +9,7 @@
     python -m core.cli --user admin freeze "v1" --kind contextual [--ratios 0.8,0.1,0.1] [--job]
     python -m core.cli --user admin export 3 --out ./my-dataset [--formats jsonl,parquet]
     python -m core.cli --user admin campaign create --name Check --task verification --annotators ann,bob [--job]
+    python -m core.cli --user admin campaign preset --annotators ann,bob,cy [--items 200 --run 3]
     python -m core.cli --user admin campaign list
     python -m core.cli --user admin campaign results 1 [--agreement] [--out answers.csv]
     python -m core.cli --user admin train 3 --epochs 3 --lr 8e-5 [--per-label-thresholds]
@@ -301,6 +302,19 @@ def cmd_campaign_create(actor: auth.Actor, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_campaign_preset(actor: auth.Actor, args: argparse.Namespace) -> int:
+    """The paper's human evaluation: its four campaigns (200 items, 3 annotators each) in one transaction."""
+    from core.review import campaigns
+
+    views = campaigns.create_paper_preset(
+        actor, _annotator_ids(actor, args.annotators), items=args.items, seed=args.seed,
+        neutral_share=args.neutral_share, run_id=args.run_id,
+        taxonomy_id=_taxonomy_id(args.taxonomy) if args.taxonomy else None)
+    for view in views:
+        print(f"campaign {view.id} ({view.name}, {view.task}): {view.item_count:,} items")
+    return 0
+
+
 def cmd_campaign_list(actor: auth.Actor, args: argparse.Namespace) -> int:
     from core.review import campaigns
 
@@ -351,6 +365,16 @@ def _add_campaign_parsers(sub) -> None:
     items.add_argument("--group-size", type=int, default=5, help="utterances per diversity group")
     new.add_argument("--job", action="store_true", help="let the worker choose the items (large selections)")
     new.set_defaults(run=cmd_campaign_create)
+
+    preset = verbs.add_parser("preset", help="the Emo Pillars evaluation: verification, rewrite, "
+                                             "personalization and diversity campaigns in one go")
+    preset.add_argument("--annotators", required=True, help="comma-separated usernames (at least 3)")
+    preset.add_argument("--items", type=int, default=200, help="items per campaign (paper: 200)")
+    preset.add_argument("--neutral-share", type=float, default=0.10, help="share of neutral verification items")
+    preset.add_argument("--run", type=int, default=None, dest="run_id", help="generation run id (default: all)")
+    preset.add_argument("--taxonomy", default="", help="taxonomy name (default: GoEmotions)")
+    preset.add_argument("--seed", type=int, default=0)
+    preset.set_defaults(run=cmd_campaign_preset)
 
     lst = verbs.add_parser("list", help="list the campaigns")
     lst.set_defaults(run=cmd_campaign_list)

@@ -148,11 +148,12 @@ def test_campaign_create_list_and_results_as_csv(admin, annotator, tmp_path, mon
 
     assert get_campaign(admin, 1).guidelines == "Pick every emotion you hear."
     item = next_item(annotator, 1)
-    save_answers(annotator, item.item_id, {"emotions": ["joy"]}, submit=True)
+    picked = item.choices["emotions"][0]  # verification offers each item its own choices
+    save_answers(annotator, item.item_id, {"emotions": [picked]}, submit=True)
     assert cli.main(["campaign", "results", "1"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["annotator"], r["question"], r["value"], r["status"]) for r in rows] == [
-        ("ann", "emotions", '["joy"]', "submitted"), ("ann", "comment", "", "submitted")]
+        ("ann", "emotions", f'["{picked}"]', "submitted"), ("ann", "comment", "", "submitted")]
     out = tmp_path / "answers.csv"
     assert cli.main(["campaign", "results", "1", "--out", str(out)]) == 0
     assert "2 rows written" in capsys.readouterr().out and "ann,emotions" in out.read_text()
@@ -168,3 +169,20 @@ def test_campaign_create_list_and_results_as_csv(admin, annotator, tmp_path, mon
     _login(monkeypatch, "ann-pass-1234")
     assert cli.main(["--user", "ann", "campaign", "results", "1"]) == 2
     assert "Only an admin" in capsys.readouterr().err
+
+
+def test_campaign_preset_creates_the_four_paper_campaigns_or_none(admin, monkeypatch, capsys):
+    from core import auth
+    from core.review.campaigns import list_campaigns
+    from tests.test_review_tasks import _with_parents
+
+    for name in ("ann", "bob", "cy"):
+        auth.create_user(admin, name, f"{name}-pass-1234", "annotator")
+    _with_parents([(f"I am so happy {i}!", f"Well, look at that {i}.") for i in range(3)])
+    _login(monkeypatch)
+    assert cli.main(["campaign", "preset", "--annotators", "ann,bob"]) == 2
+    assert "needs 3 annotators" in capsys.readouterr().err and list_campaigns(admin) == []
+    assert cli.main(["campaign", "preset", "--annotators", "ann,bob,cy", "--items", "4"]) == 0
+    out = capsys.readouterr().out
+    assert {c.task for c in list_campaigns(admin)} == {"verification", "rewrite", "personalization", "diversity"}
+    assert out.count("campaign ") == 4

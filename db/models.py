@@ -238,6 +238,7 @@ class RunStatus(str, enum.Enum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    discarded = "discarded"  # a failed or stopped run closed for good by a user; what it produced stays
 
 
 class GenerationRun(Base):

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from core import corpus, jobs, run_states, transient, worker
@@ -296,3 +296,23 @@ def _wait_for_pids(log_path: Path, count: int, timeout: float = 60) -> list[int]
             return pids
         time.sleep(0.1)
     raise AssertionError(f"fewer than {count} workers started:\n{log_path.read_text()}")
+
+
+def test_an_export_job_killed_after_recording_its_export_returns_it_instead_of_exporting_again(admin):
+    from core.datasets import export, importing, versions
+    from db.models import Export
+    from tests.curate_support import goemotions_id
+
+    data = b'{"text": "hi there", "labels": ["joy"]}\n{"text": "so long", "labels": ["sadness"]}\n'
+    importing.import_file(admin, "x.jsonl", data, source="src", taxonomy_id=goemotions_id())
+    version = versions.freeze(admin, "v")
+    job_id = export.enqueue_export(admin, version.id, ("jsonl",))
+    assert jobs.claim("dies", 60) == job_id
+    first = export.run_export_job(jobs.JobContext(job_id, "dies"))  # ...then SIGKILL before finish()
+    with write_session() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(lease_until=utcnow() - timedelta(seconds=1)))
+    assert jobs.claim("next", 60) == job_id
+    assert worker.run_job(job_id, "next", 60) == JobStatus.succeeded
+    assert jobs.get_job(admin, job_id).result == first
+    with read_session() as session:
+        assert session.scalar(select(func.count(Export.id))) == 2  # jsonl + zip, once

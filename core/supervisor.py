@@ -68,7 +68,7 @@ class Supervisor:
             slot.process, slot.restarts = None, slot.restarts + 1
             log.warning("worker %d exited with %s after %.0f s; restarting in %.0f s",
                         slot.number, _describe(code), ran, slot.restart_at - now)
-        if now >= slot.restart_at:
+        if now >= slot.restart_at and not self.stopping:  # Ctrl-C reaches the workers too: no restart then
             self.start(slot)
 
     def run(self) -> int:

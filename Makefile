@@ -10,6 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8501
+WORKERS ?= 1
 LOGDIR := $(or $(EMOFORGE_HOME),var)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -35,13 +36,14 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 run: setup
-	@echo "EmoForge on http://$(HOST):$(PORT)  (worker log: $(LOGDIR)/worker.log)"
-	@mkdir -p $(LOGDIR); $(PY) -m core.worker >> $(LOGDIR)/worker.log 2>&1 & worker=$$!; \
-	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	@echo "EmoForge on http://$(HOST):$(PORT)  ($(WORKERS) supervised worker(s); log: $(LOGDIR)/worker.log)"
+	@# The supervisor restarts a worker that dies; on exit it stops them politely (each gives its job back).
+	@mkdir -p $(LOGDIR); $(PY) -m core.supervisor --workers $(WORKERS) >> $(LOGDIR)/worker.log 2>&1 & supervisor=$$!; \
+	  trap 'kill $$supervisor 2>/dev/null; wait $$supervisor 2>/dev/null' EXIT INT TERM; \
 	  $(VENV)/bin/streamlit run serve.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 worker: setup
-	$(PY) -m core.worker
+	$(PY) -m core.supervisor --workers $(WORKERS)
 
 # Debian's Chromium for the real-browser tests (Playwright never downloads a browser here).
 browser:

@@ -415,7 +415,7 @@ def _store(
 ) -> ImportReport:
     with write_session() as session:
         corpus = _get_or_create_corpus(session, corpus_name, description, source, created_by_id)
-        first_position = _next_position(session, corpus.id)
+        first_position = reserve_positions(session, corpus.id, len(stories))
         added, duplicates, passages = _insert_stories(session, corpus.id, stories, first_position)
         return ImportReport(corpus.id, corpus.name, added, duplicates, passages, files)
 
@@ -445,7 +445,24 @@ def _get_or_create_corpus(
     return corpus
 
 
-def _next_position(session: Session, corpus_id: int) -> int:
+def reserve_positions(session: Session, corpus_id: int, count: int) -> int:
+    """Hand out `count` consecutive story positions of the corpus; returns the first.
+
+    The corpus row is locked for the rest of the transaction (FOR UPDATE on PostgreSQL, the database
+    lock on SQLite), so two imports into one corpus, inline or as a job, never get the same range.
+    An import job reserves its whole file at once and keeps the range across attempts.
+    """
+    corpus = session.scalar(select(Corpus).where(Corpus.id == corpus_id).with_for_update())
+    if corpus is None:
+        raise ValueError(f"No corpus with id {corpus_id}.")
+    # Stories written without the counter (before it existed, or by hand) still push it forward.
+    first = max(corpus.next_position or 0, _after_highest_position(session, corpus_id))
+    corpus.next_position = first + count
+    session.flush()
+    return first
+
+
+def _after_highest_position(session: Session, corpus_id: int) -> int:
     highest = session.scalar(select(func.max(Story.position)).where(Story.corpus_id == corpus_id))
     return 0 if highest is None else highest + 1
 
@@ -658,7 +675,7 @@ def run_import_job(ctx: jobs.JobContext) -> dict[str, Any]:
         return dict(ctx.checkpoint["result"])
     filename, stories = _load_upload(ctx.payload["upload_id"], ctx.payload.get("companion_upload_id"))
     if "corpus_id" not in ctx.checkpoint:
-        _start_import(ctx, filename)
+        _start_import(ctx, filename, len(stories))
     total = len(stories)
     ctx.set_total(total, note=f"{ctx.checkpoint['next']}/{total} stories")
     batch_size = max(1, int(ctx.payload.get("batch_size", DEFAULT_JOB_BATCH)))
@@ -682,13 +699,13 @@ def _load_upload(upload_id: int, companion_id: int | None = None) -> tuple[str, 
         raise jobs.JobFailed(str(error)) from None
 
 
-def _start_import(ctx: jobs.JobContext, filename: str) -> None:
-    """Create or find the corpus and fix where the positions start, once for all attempts."""
+def _start_import(ctx: jobs.JobContext, filename: str, count: int) -> None:
+    """Create or find the corpus and reserve the file's positions, once for all attempts."""
     with ctx.batch() as session:
         corpus = _get_or_create_corpus(session, ctx.payload["corpus_name"], ctx.payload.get("description", ""),
                                        filename, ctx.created_by_id)
         checkpoint = {"next": 0, "corpus_id": corpus.id, "corpus_name": corpus.name,
-                      "first_position": _next_position(session, corpus.id),
+                      "first_position": reserve_positions(session, corpus.id, count),
                       "added": 0, "duplicates": 0, "passages": 0}
         ctx.advance(session, 0, checkpoint=checkpoint)
 

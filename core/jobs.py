@@ -5,10 +5,18 @@ extending. A handler writes its results in batches; each batch commits together 
 progress and checkpoint, and only while the worker still owns the lease. So a worker killed
 mid-job loses at most the batch it had not committed, and the next worker to claim the expired
 lease resumes from the checkpoint: no row twice, no row missing.
+
+The lease guard is one rule (`assert_lease`), checked in the same transaction as the write. While
+a handler runs, the worker binds it to every write transaction of the handler's thread
+(`JobContext.lease_bound`), so models, evaluations, exports, run statuses and progress written
+through plain `write_session()` calls are tied to the lease too; `ctx.batch()` is the one helper
+handlers use for their results. A worker that lost its lease stops at its next batch boundary
+(`ctx.check_cancel()` / `ctx.cancel_requested()` raise `LeaseLost`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,8 +28,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from core.auth import Actor, require_admin
-from db.models import Job, JobEvent, JobStatus, User, utcnow
-from db.session import get_engine, is_sqlite, read_session, write_session
+from db.models import GenerationRun, Job, JobEvent, JobStatus, RunStatus, TrainingRun, User, utcnow
+from db.session import commit_check, get_engine, is_sqlite, read_session, write_session
 
 DEFAULT_LEASE_SECONDS = 60.0
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
@@ -117,6 +125,22 @@ def _event(session: Session, job_id: int, message: str, level: str = "info", wor
     session.add(JobEvent(job_id=job_id, message=message, level=level, worker=worker))
 
 
+# A run (generation or training) follows its latest job: when that job ends failed or cancelled, whatever
+# ended it (the handler, a user, or a claim that found it out of attempts), the run ends in the same state in
+# the same transaction, so the Generate and Train pages can offer resume / retry / discard on it.
+RUN_TABLES = (GenerationRun, TrainingRun)
+OPEN_RUN_STATES = (RunStatus.draft, RunStatus.queued, RunStatus.running)
+
+
+def end_runs_of_job(session: Session, job_id: int, status: JobStatus) -> None:
+    if status not in (JobStatus.failed, JobStatus.cancelled):
+        return
+    final = RunStatus.failed if status == JobStatus.failed else RunStatus.cancelled
+    for table in RUN_TABLES:
+        session.execute(update(table).where(table.job_id == job_id, table.status.in_(OPEN_RUN_STATES))
+                        .values(status=final, finished_at=utcnow()))
+
+
 # --------------------------------------------------------------------------- app side
 
 
@@ -181,6 +205,7 @@ def cancel(actor: Actor | None, job_id: int) -> JobView:
         if job.status == JobStatus.queued:
             job.status, job.finished_at = JobStatus.cancelled, utcnow()
             _event(session, job.id, f"cancelled by {actor.username} before it started")
+            end_runs_of_job(session, job.id, JobStatus.cancelled)
         elif job.status == JobStatus.running:
             job.cancel_requested = True
             _event(session, job.id, f"cancel requested by {actor.username}; stops after the current batch")
@@ -236,9 +261,10 @@ def claim(worker_id: str, lease_seconds: float = DEFAULT_LEASE_SECONDS, kinds: l
         if resumed:
             _event(session, job.id, f"lease of {job.lease_owner} expired; taken over", "warning", worker_id)
         if job.attempts >= job.max_attempts:
-            job.status, job.finished_at = JobStatus.failed, now
+            job.status, job.finished_at, job.lease_owner, job.lease_until = JobStatus.failed, now, None, None
             job.error = f"gave up after {job.attempts} attempts: the worker running it died or lost its lease each time"
             _event(session, job.id, job.error, "error", worker_id)
+            end_runs_of_job(session, job.id, JobStatus.failed)
             return None
         job.status, job.attempts = JobStatus.running, job.attempts + 1
         job.lease_owner, job.lease_until, job.heartbeat_at = worker_id, now + timedelta(seconds=lease_seconds), now
@@ -260,8 +286,24 @@ def heartbeat(job_id: int, worker_id: str, lease_seconds: float = DEFAULT_LEASE_
         return result.rowcount == 1
 
 
+def assert_lease(session: Session, job_id: int, worker_id: str) -> None:
+    """The lease guard: raise LeaseLost unless `worker_id` still runs the job, checked in `session`'s transaction.
+
+    The UPDATE takes the job row's write lock (PostgreSQL) or runs under the database lock (SQLite) until
+    the transaction commits, so no other worker can take the job over between this check and the commit.
+    """
+    owned = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == JobStatus.running)
+        .values(heartbeat_at=utcnow())
+    ).rowcount
+    if owned != 1:
+        raise LeaseLost(f"job {job_id}: {worker_id} lost its lease; nothing of this transaction was committed")
+
+
 def finish(job_id: int, worker_id: str, status: JobStatus, *, error: str | None = None,
            result: dict[str, Any] | None = None) -> bool:
+    """Record the job's end; False (nothing written) when this worker no longer owns the job."""
     with write_session() as session:
         values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "lease_until": None, "error": error}
         if result is not None:
@@ -274,6 +316,7 @@ def finish(job_id: int, worker_id: str, status: JobStatus, *, error: str | None 
             message = {JobStatus.succeeded: "finished", JobStatus.cancelled: "cancelled",
                        JobStatus.failed: f"failed: {error}"}[status]
             _event(session, job_id, message, "error" if status == JobStatus.failed else "info", worker_id)
+            end_runs_of_job(session, job_id, status)
         return updated == 1
 
 
@@ -294,6 +337,27 @@ class JobContext:
             self.created_by_id = job.created_by_id
         self._started = time.monotonic()
         self._done_at_start = self.done
+        # Set by the worker's heartbeat thread when a beat found the job taken: the next check stops the handler.
+        self.lease_lost = threading.Event()
+
+    def assert_lease(self, session: Session) -> None:
+        """The lease guard for this job, in `session`'s transaction (once per transaction is enough)."""
+        if session.info.get("lease_checked") == self.job_id:
+            return
+        if self.lease_lost.is_set():
+            raise LeaseLost(f"job {self.job_id}: {self.worker_id} lost its lease (heartbeat)")
+        assert_lease(session, self.job_id, self.worker_id)
+        session.info["lease_checked"] = self.job_id
+
+    @contextmanager
+    def lease_bound(self) -> Iterator[None]:
+        """Within this block, every write transaction of this thread commits only while the lease is ours.
+
+        The worker wraps the handler in it, so a write a handler makes outside `batch()` (a model registered,
+        an evaluation stored, a run's status) is tied to the lease as well.
+        """
+        with commit_check(self.assert_lease):
+            yield
 
     @contextmanager
     def batch(self) -> Iterator[Session]:
@@ -303,13 +367,7 @@ class JobContext:
         """
         with write_session() as session:
             yield session
-            owned = session.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.lease_owner == self.worker_id, Job.status == JobStatus.running)
-                .values(heartbeat_at=utcnow())
-            ).rowcount
-            if owned != 1:
-                raise LeaseLost(f"job {self.job_id}: lease lost, batch not committed")
+            self.assert_lease(session)
 
     def advance(self, session: Session, n: int, checkpoint: dict[str, Any] | None = None, note: str | None = None):
         """Record n more units done (and the resume state) in the batch's transaction."""
@@ -325,7 +383,7 @@ class JobContext:
 
     def set_total(self, total: int, note: str | None = None) -> None:
         self.total = total
-        with write_session() as session:
+        with self.batch() as session:
             values: dict[str, Any] = {"progress_total": total}
             if note is not None:
                 values["progress_note"] = note
@@ -335,21 +393,33 @@ class JobContext:
         """Set where the job stands (e.g. requests already answered by an earlier attempt)."""
         self.done, self.total, self._done_at_start = done, total, done
         self._started = time.monotonic()
-        with write_session() as session:
+        with self.batch() as session:
             values: dict[str, Any] = {"progress_done": done, "progress_total": total}
             if note is not None:
                 values["progress_note"] = note
             session.execute(update(Job).where(Job.id == self.job_id).values(**values))
 
     def log(self, message: str, level: str = "info") -> None:
-        with write_session() as session:
+        with self.batch() as session:
             _event(session, self.job_id, message, level, self.worker_id)
 
     def cancel_requested(self) -> bool:
+        """True when a user asked to stop; raises LeaseLost when another worker has the job now.
+
+        Handlers call it (or `check_cancel`) between batches: that is where a worker that lost its
+        lease stops, before it computes another batch it could not commit anyway.
+        """
+        if self.lease_lost.is_set():
+            raise LeaseLost(f"job {self.job_id}: {self.worker_id} lost its lease (heartbeat)")
         with read_session() as session:
-            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
+            row = session.execute(select(Job.cancel_requested, Job.lease_owner, Job.status)
+                                  .where(Job.id == self.job_id)).first()
+        if row is None or row.lease_owner != self.worker_id or row.status != JobStatus.running:
+            self.lease_lost.set()
+            raise LeaseLost(f"job {self.job_id}: {self.worker_id} no longer holds the lease; stopping")
+        return bool(row.cancel_requested)
 
     def check_cancel(self) -> None:
-        """Call between batches: raises JobCancelled when a user asked to stop."""
+        """Call between batches: raises JobCancelled when a user asked to stop, LeaseLost when the job moved on."""
         if self.cancel_requested():
             raise JobCancelled()

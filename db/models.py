@@ -210,6 +210,9 @@ class Corpus(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(255), default="")  # file name(s) or 'demo'
+    # The first story position not yet handed out (see core.corpus.reserve_positions): an import job
+    # reserves its whole file's range up front, so an import beside it never takes the same positions.
+    next_position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     stories: Mapped[list["Story"]] = relationship(
@@ -270,6 +273,7 @@ class RunStatus(str, enum.Enum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    discarded = "discarded"  # a failed or stopped run closed for good by a user; what it produced stays
 
 
 class GenerationRun(Base):

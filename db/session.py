@@ -10,8 +10,9 @@ PostgreSQL is used as it comes, through DATABASE_URL.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session
@@ -100,6 +101,22 @@ def read_session(engine: Engine | None = None) -> Iterator[Session]:
         session.close()
 
 
+# Checks every write transaction of this thread runs just before it commits (a worker's job lease: see
+# core.jobs.JobContext.lease_bound). A check raises to roll the transaction back. Threads start with an
+# empty context, so a check set in a worker's main thread never reaches its heartbeat thread.
+_commit_checks: ContextVar[tuple[Callable[[Session], None], ...]] = ContextVar("commit_checks", default=())
+
+
+@contextmanager
+def commit_check(check: Callable[[Session], None]) -> Iterator[None]:
+    """Run `check(session)` inside every write transaction of this thread (in this block) before it commits."""
+    token = _commit_checks.set(_commit_checks.get() + (check,))
+    try:
+        yield
+    finally:
+        _commit_checks.reset(token)
+
+
 @contextmanager
 def write_session(engine: Engine | None = None) -> Iterator[Session]:
     """One write transaction: committed when the block ends, rolled back on any error."""
@@ -108,6 +125,8 @@ def write_session(engine: Engine | None = None) -> Iterator[Session]:
     session = Session(bind, expire_on_commit=False)
     try:
         yield session
+        for check in _commit_checks.get():
+            check(session)
         session.commit()
     except BaseException:
         session.rollback()

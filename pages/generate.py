@@ -4,6 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core import run_states
 from core.auth import PermissionDenied
 from core.corpus import list_corpora, list_stories
 from core.llm import settings as engine_settings
@@ -164,7 +165,8 @@ with runs_tab:
         _live_stages(run_id)
         detail = runs.run_detail(actor, run_id)
         running = detail.job_status in ("queued", "running")
-        a1, a2, a3 = st.columns(3)
+        discarded = detail.status == "discarded"
+        a1, a2, a3, a4 = st.columns(4)
         if a1.button("Stop", disabled=not running, key="gen_stop", icon=":material/stop:"):
             try:
                 pipeline.stop_run(actor, run_id)
@@ -172,11 +174,20 @@ with runs_tab:
                 st.rerun()
             except PlanError as exc:
                 _failure(exc)
-        if a2.button("Resume / retry failures", disabled=running, key="gen_resume", icon=":material/play_arrow:",
+        if a2.button("Resume / retry failures", disabled=running or discarded, key="gen_resume",
+                     icon=":material/play_arrow:",
                      help="Runs the stages again: cached answers are reused, missing and failed ones asked."):
             pipeline.resume_run(actor, run_id)
             flash(f"Run #{run_id} queued again.", scope="generate")
             st.rerun()
+        if a4.button("Discard", disabled=detail.status not in ("failed", "cancelled") or running, key="gen_discard",
+                     icon=":material/close:", help="Close a failed or stopped run for good; what it made stays."):
+            try:
+                run_states.discard_generation_run(actor, run_id)
+                flash(f"Run #{run_id} discarded.", scope="generate")
+                st.rerun()
+            except run_states.RunStateError as exc:
+                _failure(exc)
         with a3.popover("Extend or repeat", disabled=running, icon=":material/add:"):
             config = detail.config
             more = st.number_input("More stories (random sample)", 0, 1000, 0, key="gen_ext_more")

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import auth
+from core import auth, run_states
 from core.auth import PermissionDenied
 from core.datasets import versions
 from core.train import jobs as train_jobs
@@ -108,13 +108,17 @@ with train_tab:
                 st.text(run.progress_note)
             if run.error:
                 st.error(md_escape(run.error))
-            b1, b2, _ = st.columns([1, 1, 4])
+            b1, b2, b3, _ = st.columns([1, 1, 1, 3])
             if run.can_cancel and b1.button("Cancel", key=f"trn_cancel_{run.id}"):
                 train_jobs.cancel_run(actor, run.id)
                 st.rerun()
             if run.can_resume and b2.button("Resume from checkpoint" if run.has_checkpoint else "Restart",
                                             key=f"trn_resume_{run.id}"):
                 train_jobs.resume_run(actor, run.id)
+                st.rerun()
+            if run.can_resume and b3.button("Discard", key=f"trn_discard_{run.id}",
+                                            help="Close this failed or stopped run for good; what it made stays."):
+                run_states.discard_training_run(actor, run.id)
                 st.rerun()
             rows = pd.DataFrame(train_jobs.run_metrics(actor, run.id))
             if rows.empty:

@@ -211,8 +211,9 @@ def test_duplicates_are_skipped_within_an_upload_and_across_imports(admin):
     assert (again.corpus_id, again.stories_added, again.duplicates_skipped) == (first.corpus_id, 1, 2)
     rows, total = corpus.list_stories(first.corpus_id)
     assert total == 3
-    # Appended stories continue after the highest position; a skipped story leaves its slot unused.
-    assert [row.position for row in rows] == [0, 1, 3]
+    # Each import reserves one position per story in its file; a skipped story leaves its slot unused,
+    # so the second file's slots are 3, 4, 5 and Carla lands on 4.
+    assert [row.position for row in rows] == [0, 1, 4]
     assert corpus.list_corpora()[0].source == "a.jsonl, b.txt"
 
     other = corpus.import_files(admin, "Elsewhere", [("c.txt", b"Ben lost.")])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Text, cast, func, select
+from sqlalchemy.orm import Session
 
 from core import config, jobs
 from core.auth import Actor, require_admin
@@ -264,8 +265,12 @@ def export_folder(version_id: int) -> Path:
 
 def export_version(actor: Actor | None, version_id: int, out: str | Path | None = None,
                    formats: tuple[str, ...] = FORMATS, *, make_zip: bool = True,
-                   progress: Callable[[str], None] | None = None, user_id: int | None = None) -> ExportResult:
-    """Write the version's files and card into `out` (a new folder under EMOFORGE_HOME by default)."""
+                   progress: Callable[[str], None] | None = None, user_id: int | None = None,
+                   on_record: Callable[[Session, ExportResult], None] | None = None) -> ExportResult:
+    """Write the version's files and card into `out` (a new folder under EMOFORGE_HOME by default).
+
+    `on_record(session, result)` runs in the transaction that records the export (the job keeps its result there).
+    """
     if actor is not None or user_id is None:
         require_admin(actor)
         user_id = actor.id
@@ -277,6 +282,7 @@ def export_version(actor: Actor | None, version_id: int, out: str | Path | None 
     files = write_formats(rows, labels, target, tuple(formats), progress)
     (target / "README.md").write_text(dataset_card(version_id, rows, files), encoding="utf-8")
     zip_path = write_zip(target) if make_zip else ""
+    result = ExportResult(version_id, str(target), zip_path, files, len(rows))
     with write_session() as session:
         for fmt, names in files.items():
             session.add(Export(version_id=version_id, format=fmt, path=str(target / fmt),
@@ -284,7 +290,9 @@ def export_version(actor: Actor | None, version_id: int, out: str | Path | None 
         if zip_path:
             session.add(Export(version_id=version_id, format="zip", path=zip_path,
                                sha256=_digest(Path(zip_path).parent, [Path(zip_path).name]), created_by_id=user_id))
-    return ExportResult(version_id, str(target), zip_path, files, len(rows))
+        if on_record is not None:
+            on_record(session, result)
+    return result
 
 
 def enqueue_export(actor: Actor | None, version_id: int, formats: tuple[str, ...] = FORMATS) -> int:
@@ -303,7 +311,13 @@ def enqueue_export(actor: Actor | None, version_id: int, formats: tuple[str, ...
 
 @jobs.handler("dataset_export")
 def run_export_job(ctx: jobs.JobContext) -> dict[str, Any]:
-    """Writes into a fresh folder each attempt, so a retry after a crash never mixes two attempts."""
+    """Writes into a fresh folder each attempt, so a retry after a crash never mixes two attempts.
+
+    The export's records and the job's result commit together: a worker killed after that commit
+    leaves a finished export that the next attempt returns instead of writing it twice.
+    """
+    if "result" in ctx.checkpoint:
+        return dict(ctx.checkpoint["result"])
     formats = tuple(ctx.payload.get("formats") or FORMATS)
     ctx.set_total(len(formats) + 1, note="reading the version")
     done = [0]
@@ -313,13 +327,16 @@ def run_export_job(ctx: jobs.JobContext) -> dict[str, Any]:
         done[0] += 1
         ctx.set_progress(done[0], len(formats) + 1, note=f"{fmt} written")
 
+    def record(session: Session, result: ExportResult) -> None:
+        summary = {"folder": result.folder, "zip": result.zip_path, "rows": result.rows, "files": result.files}
+        ctx.advance(session, len(formats) + 1 - ctx.done, checkpoint={"result": summary}, note="zip ready")
+
     try:
-        result = export_version(None, int(ctx.payload["version_id"]), None, formats, progress=progress,
-                                user_id=ctx.created_by_id)
+        export_version(None, int(ctx.payload["version_id"]), None, formats, progress=progress,
+                       user_id=ctx.created_by_id, on_record=record)
     except ExportError as error:
         raise jobs.JobFailed(str(error)) from None
-    ctx.set_progress(len(formats) + 1, len(formats) + 1, note="zip ready")
-    return {"folder": result.folder, "zip": result.zip_path, "rows": result.rows, "files": result.files}
+    return dict(ctx.checkpoint["result"])
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,9 @@ def resume_run(actor: Actor | None, run_id: int) -> int:
     actor = require_admin(actor)
     if _job_active(run_id):
         raise PlanError("This run already has a job queued or running.")
+    with read_session() as session:
+        if _run_or_error(session, run_id).status == RunStatus.discarded:
+            raise PlanError("This run was discarded; repeat it to run it again.")
     return _enqueue(actor, run_id)
 
 

@@ -5,7 +5,7 @@ earlier release turned back into drafts while their assignment stayed submitted 
 a submitted item) are submitted again: the assignment says the annotator submitted them.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0008
 """
 from typing import Sequence, Union
 
@@ -15,7 +15,7 @@ import db.models  # noqa: F401
 
 
 revision: str = '0011'
-down_revision: Union[str, None] = '0007'
+down_revision: Union[str, None] = '0008'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

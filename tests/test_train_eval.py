@@ -9,7 +9,7 @@ import pytest
 
 from core import worker
 from core.train import baselines, evaluate, external, registry
-from core.train.contrastive import Rule
+from core.train.rules import Rule
 from core.train.evaluate import EvalSpec, Scored
 from core.train.external import EvalSet
 from tests.conftest import shared_data

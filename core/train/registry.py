@@ -253,6 +253,8 @@ def _as_sequence_classification(folder: Path, record: ModelRecord) -> None:
     """A classifier export loads with AutoModelForSequenceClassification / pipeline (core.train.hf_export)."""
     from core.train.hf_export import write_sequence_classification
 
+    if not (folder / "2_Dense" / "model.safetensors").exists():
+        return  # not a folder EmoForge's classifier trainer wrote (no head to convert): copied as it is
     info_file = folder / "emoforge_classifier.json"
     info = json.loads(info_file.read_text()) if info_file.exists() else {}
     write_sequence_classification(folder, list(record.labels), record.thresholds, info.get("pooling", "mean"),

@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--per-label-thresholds", action="store_true")
     trn.add_argument("--train-embeddings", dest="freeze_embeddings", action="store_false",
                      default=defaults.freeze_embeddings, help="also train the word embeddings (frozen by default)")
+    trn.add_argument("--freeze-embeddings", dest="freeze_embeddings", action="store_true",
+                     help=argparse.SUPPRESS)  # the default now; still accepted
     trn.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=defaults.precision)
     trn.add_argument("--base-model", default="", help="a Hugging Face encoder folder (default: all-MiniLM-L6-v2)")
     trn.add_argument("--from-model", type=int, default=None,

@@ -37,11 +37,11 @@ DATA = ROOT.parent / "shared" / "data" / "goemotions"
 BENCH_EXTRAS = {"per_label_thresholds": True, "log_every": 100, "time_budget_s": 36 * 60}
 
 
-def read_split(name: str, labels: list[str], limit: int = 0):
+def read_split(name: str, labels: list[str], limit: int = 0, folder: Path = DATA):
     from core.datasets.readers import parse_goemotions
     from core.train.classifier import Split
 
-    path = DATA / f"{name}.tsv"
+    path = folder / f"{name}.tsv"
     records = parse_goemotions(path.name, path.read_text(encoding="utf-8"))
     if limit:
         records = [records[i] for i in np.random.default_rng(0).permutation(len(records))[:limit]]
@@ -59,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-limit", type=int, default=0, help="a random subset of dev and test (quick trials)")
     parser.add_argument("--settings", default="{}", help="JSON overriding the classifier settings")
     parser.add_argument("--out", default="", help="folder for the run (default: a temporary one)")
+    parser.add_argument("--data-dir", default="", help="folder holding goemotions/ (default: ../shared/data)")
     args = parser.parse_args(argv)
-    if not DATA.is_dir():
-        print(f"GoEmotions not found at {DATA}", file=sys.stderr)
+    folder = Path(args.data_dir) / "goemotions" if args.data_dir else DATA
+    if not folder.is_dir():
+        print(f"GoEmotions not found at {folder}", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
@@ -70,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     from core.train.classifier import ClassifierConfig, Hooks, train_classifier
 
     labels = [n for n, _ in GOEMOTIONS_LABELS]
-    train = read_split("train", labels, args.train_limit)
-    dev = read_split("dev", labels, args.eval_limit)
-    test = read_split("test", labels, args.eval_limit)
+    train = read_split("train", labels, args.train_limit, folder)
+    dev = read_split("dev", labels, args.eval_limit, folder)
+    test = read_split("test", labels, args.eval_limit, folder)
     config = ClassifierConfig.from_dict({**BENCH_EXTRAS, **json.loads(args.settings)})
     print(f"train {len(train):,} / dev {len(dev):,} / test {len(test):,}; settings {config.to_dict()}", flush=True)
 

@@ -12,11 +12,11 @@
     python -m core.cli --user admin campaign preset --annotators ann,bob,cy [--items 200 --run 3]
     python -m core.cli --user admin campaign list
     python -m core.cli --user admin campaign results 1 [--agreement] [--out answers.csv]
-    python -m core.cli --user admin train 3 --epochs 3 --lr 8e-5 [--per-label-thresholds]
+    python -m core.cli --user admin train 3 [--epochs 4 --lr 1.2e-4 --from-model 2 --per-label-thresholds]
     python -m core.cli --user admin label-issues 3 --folds 5
     python -m core.cli --user admin models
     python -m core.cli --user admin export-model 1 --out ./my-model
-    python -m core.cli --user admin train-zeroshot 3 --epochs 1 [--steps 600]
+    python -m core.cli --user admin train-zeroshot 3 [--mode distill|labels] --epochs 1 [--steps 600]
     python -m core.cli --user admin baselines [--teacher emotion6 --limit 100]
     python -m core.cli --user admin evaluate 1 2 --set emotion6 --set semeval-ec [--version 3 --split test]
 
@@ -114,12 +114,16 @@ def cmd_export(actor: auth.Actor, args: argparse.Namespace) -> int:
 def cmd_train(actor: auth.Actor, args: argparse.Namespace) -> int:
     from core.train import jobs as train_jobs
 
-    settings = {"epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch_size,
+    settings = {"epochs": args.epochs, "learning_rate": args.lr, "head_learning_rate": args.head_lr,
+                "batch_size": args.batch_size,
                 "max_length": args.max_length, "pooling": args.pooling, "pos_weight": args.pos_weight,
                 "soft_labels": args.soft_labels, "per_label_thresholds": args.per_label_thresholds,
                 "base_model": args.base_model, "seed": args.seed, "max_steps": args.max_steps,
                 "freeze_embeddings": args.freeze_embeddings, "precision": args.precision}
-    run_id = train_jobs.start_classifier_run(actor, args.version, settings, model_name=args.name)
+    if args.from_model is not None:
+        print(train_jobs.adaptation_note(actor, args.from_model, args.version))
+    run_id = train_jobs.start_classifier_run(actor, args.version, settings, model_name=args.name,
+                                             parent_model_id=args.from_model)
     print(f"training run {run_id} queued (run `python -m core.worker`; follow it on the Train page)")
     return 0
 
@@ -157,7 +161,7 @@ def cmd_train_zeroshot(actor: auth.Actor, args: argparse.Namespace) -> int:
 
     settings = {"epochs": args.epochs, "max_steps": args.steps, "learning_rate": args.lr,
                 "batch_size": args.batch_size, "base_model": args.base_model, "seed": args.seed,
-                "wise_alpha": args.wise_alpha}
+                "wise_alpha": args.wise_alpha, "mode": args.mode}
     run_id = contrastive.start_contrastive_run(actor, args.version, settings, model_name=args.name)
     print(f"contrastive training run {run_id} queued (run `python -m core.worker`; follow it on the Train page)")
     return 0
@@ -180,8 +184,9 @@ def cmd_baselines(actor: auth.Actor, args: argparse.Namespace) -> int:
 
     if args.teacher:
         spec = {"source": "builtin", "name": args.teacher, "split": external.SPLITS[args.teacher][-1]}
-        job_id = baselines.enqueue_teacher_baseline(actor, spec, limit=args.limit)
-        print(f"job {job_id} queued: the teacher's zero-shot labels on {args.limit} texts of {args.teacher}")
+        job_id = baselines.enqueue_teacher_baseline(actor, spec, limit=args.limit or None)
+        print(f"job {job_id} queued: the teacher's zero-shot labels on "
+              f"{f'{args.limit} texts' if args.limit else 'the whole set'} of {args.teacher}")
     else:
         job_id = baselines.enqueue_register_baselines(actor)
         print(f"job {job_id} queued: register the embedding and NRC baselines")
@@ -429,21 +434,30 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--zip", action="store_true", help="also write <out>.zip")
     exp.set_defaults(run=cmd_export)
 
+    from core.train.classifier import ClassifierConfig
+
+    defaults = ClassifierConfig()  # the settings bench.goemotions measured
     trn = sub.add_parser("train", help="queue a classifier training run on a dataset version")
     trn.add_argument("version", type=int, help="dataset version id")
-    trn.add_argument("--epochs", type=float, default=3.0)
-    trn.add_argument("--lr", type=float, default=8e-5, help="encoder learning rate")
-    trn.add_argument("--batch-size", type=int, default=32)
-    trn.add_argument("--max-length", type=int, default=64)
+    trn.add_argument("--epochs", type=float, default=defaults.epochs)
+    trn.add_argument("--lr", type=float, default=defaults.learning_rate, help="encoder learning rate")
+    trn.add_argument("--head-lr", type=float, default=defaults.head_learning_rate, help="head learning rate")
+    trn.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    trn.add_argument("--max-length", type=int, default=defaults.max_length)
     trn.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: the epochs decide)")
-    trn.add_argument("--pooling", choices=["mean", "cls"], default="mean")
-    trn.add_argument("--pos-weight", choices=["none", "sqrt", "linear"], default="sqrt")
+    trn.add_argument("--pooling", choices=["mean", "cls"], default=defaults.pooling)
+    trn.add_argument("--pos-weight", choices=["none", "sqrt", "linear"], default=defaults.pos_weight)
     trn.add_argument("--soft-labels", action="store_true", help="BCE on the frozen scores")
     trn.add_argument("--per-label-thresholds", action="store_true")
-    trn.add_argument("--freeze-embeddings", action="store_true", help="keep the word embeddings fixed (faster)")
-    trn.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    trn.add_argument("--train-embeddings", dest="freeze_embeddings", action="store_false",
+                     default=defaults.freeze_embeddings, help="also train the word embeddings (frozen by default)")
+    trn.add_argument("--freeze-embeddings", dest="freeze_embeddings", action="store_true",
+                     help=argparse.SUPPRESS)  # the default now; still accepted
+    trn.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=defaults.precision)
     trn.add_argument("--base-model", default="", help="a Hugging Face encoder folder (default: all-MiniLM-L6-v2)")
-    trn.add_argument("--seed", type=int, default=13)
+    trn.add_argument("--from-model", type=int, default=None,
+                     help="continue from a registered model's weights (its head too when the label sets match)")
+    trn.add_argument("--seed", type=int, default=defaults.seed)
     trn.add_argument("--name", default="", help="name of the registered model")
     trn.set_defaults(run=cmd_train)
 
@@ -464,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     zs = sub.add_parser("train-zeroshot", help="queue a contrastive (zero-shot) training run on a dataset version")
     zs.add_argument("version", type=int, help="dataset version id")
+    zs.add_argument("--mode", choices=["distill", "labels"], default="distill",
+                    help="distill: the teacher's descriptors only, no label read (default); labels: the version's labels")
     zs.add_argument("--epochs", type=float, default=1.0)
     zs.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: the epochs decide)")
     zs.add_argument("--lr", type=float, default=5e-5)
@@ -488,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     bl = sub.add_parser("baselines", help="queue the embedding and NRC baselines, or the teacher's zero-shot labels")
     bl.add_argument("--teacher", choices=["goemotions", "goemotions-ekman", "goemotions-sentiment", "emotion6",
                                           "semeval-ec"], help="label this built-in set with the teacher LLM")
-    bl.add_argument("--limit", type=int, default=100, help="texts the teacher labels")
+    bl.add_argument("--limit", type=int, default=0, help="texts the teacher labels (0: the whole set)")
     bl.set_defaults(run=cmd_baselines)
 
     lab = sub.add_parser("import-labelled", help="import a labelled data set (file or `datasets` folder)")

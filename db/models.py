@@ -622,6 +622,8 @@ class Model(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(32))  # classifier | contrastive | baseline
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("training_runs.id", ondelete="SET NULL"))
+    # Lineage: the registered model this one was trained from (a run started from a model).
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     path: Mapped[str] = mapped_column(String(1000))
     dataset_hash: Mapped[Optional[str]] = mapped_column(String(64))
     labels: Mapped[list[Any]] = mapped_column(default=list)

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.auth import PermissionDenied
-from core.train import baselines, charts, contrastive, evaluate, external
+from core.train import baselines, charts, contrastive, dimensions, evaluate, external
 from ui.plain import md_escape
 from ui.session import flash, guard, show_flashes
 
@@ -63,6 +63,26 @@ with tabs[0]:
             st.plotly_chart(charts.label_probabilities(result.labels, result.probabilities), key="pg_chart")
             st.dataframe(pd.DataFrame({"label": result.labels, "probability": result.probabilities})
                          .sort_values("probability", ascending=False), hide_index=True, key="pg_table")
+        if model.kind != "classifier":
+            with st.expander("Score a dimension (e.g. valence) from its two poles"):
+                st.caption("The text's position between the two poles' wordings (one per line), on the scale "
+                           "you give: a zero-shot regression, no training on the dimension.")
+                d1, d2 = st.columns(2)
+                high = d1.text_area("High pole", "\n".join(dimensions.VALENCE.high), key="pg_dim_high")
+                low = d2.text_area("Low pole", "\n".join(dimensions.VALENCE.low), key="pg_dim_low")
+                s1, s2 = st.columns(2)
+                scale_low = s1.number_input("Scale from", value=1.0, key="pg_dim_from")
+                scale_high = s2.number_input("to", value=5.0, key="pg_dim_to")
+                if st.button("Score", key="pg_dim_score"):
+                    try:
+                        scored = evaluate.predict_dimension(actor, model_id, text, dimensions.parse_poles(high),
+                                                            dimensions.parse_poles(low), context,
+                                                            (float(scale_low), float(scale_high)))
+                    except (ValueError, PermissionDenied, KeyError, FileNotFoundError) as exc:
+                        st.error(md_escape(exc))
+                    else:
+                        st.metric("Score", f"{scored.score:.2f}",
+                                  help=f"{scored.toward_high:.0%} of the way from the low to the high pole")
 
 # --------------------------------------------------------------------------- compare evaluations
 
@@ -110,7 +130,8 @@ if actor.is_admin:
                                        format_func=lambda i: f"{all_models[i].name} ({all_models[i].kind})")
         usual = {s.name: s for s in evaluate.builtin_specs()}
         chosen_sets = st.multiselect("Built-in sets", list(usual), key="pg_eval_sets",
-                                     format_func=lambda n: f"{n} / {usual[n].split}: {external.BUILTIN[n]}")
+                                     format_func=lambda n: f"{n} / {usual[n].split}: "
+                                     f"{({**external.BUILTIN, **external.REGRESSION})[n]}")
         versions = dict(evaluate.version_choices(actor))
         chosen_versions = st.multiselect("Dataset versions", list(versions), key="pg_eval_versions",
                                          format_func=lambda v: f"#{v} {versions[v]}")
@@ -131,11 +152,14 @@ if actor.is_admin:
                 st.rerun()
 
         with st.expander("Train a zero-shot (contrastive) model on a dataset version"):
-            st.caption("Texts are aligned with their labels' names and descriptions and with the teacher's "
-                       "free-text descriptors; the model then scores any label set. A worker job: follow, cancel and "
-                       "resume it on the Train page. The model joins the lists above. A share of trained weights "
-                       "below 1 averages the trained encoder with the untrained one (WiSE-FT): it gives up a "
-                       "little on the version's own labels for better transfer to other label sets.")
+            st.caption("Distil (the default): texts are aligned with the teacher's free-text descriptors only; no "
+                       "label of the version is read, so the model is strictly zero-shot. Labels: texts are aligned "
+                       "with their labels' names and descriptions (supervised). Either way the model then scores any "
+                       "label set. A worker job: follow, cancel and resume it on the Train page. A share of trained "
+                       "weights below 1 averages the trained encoder with the untrained one (WiSE-FT).")
+            zs_mode = st.radio("Mode", contrastive.MODES, horizontal=True, key="pg_zs_mode",
+                               format_func=lambda m: {"distill": "distil teacher descriptors (no labels)",
+                                                      "labels": "the version's labels"}[m])
             z1, z2, z3, z4, z5 = st.columns(5)
             zs_version = z1.selectbox("Dataset version", list(versions), key="pg_zs_version",
                                       format_func=lambda v: f"#{v} {versions[v]}")
@@ -148,7 +172,8 @@ if actor.is_admin:
                 try:
                     run_id = contrastive.start_contrastive_run(
                         actor, int(zs_version), {"epochs": float(zs_epochs), "max_steps": int(zs_steps),
-                                                 "learning_rate": float(zs_lr), "wise_alpha": float(zs_alpha)},
+                                                 "learning_rate": float(zs_lr), "wise_alpha": float(zs_alpha),
+                                                 "mode": zs_mode},
                         model_name=zs_name)
                 except (ValueError, PermissionDenied) as exc:
                     st.error(md_escape(exc))
@@ -169,9 +194,9 @@ if actor.is_admin:
                       scope="playground")
                 st.rerun()
         t1, t2, t3 = st.columns(3)
-        teacher_set = t1.selectbox("Teacher on", list(usual) + [f"version {v}" for v in versions],
-                                   key="pg_teacher_set")
-        teacher_limit = t2.number_input("Texts", 1, 5000, 100, 50, key="pg_teacher_limit")
+        teacher_set = t1.selectbox("Teacher on", [n for n in usual if n not in external.REGRESSION]
+                                   + [f"version {v}" for v in versions], key="pg_teacher_set")
+        teacher_limit = t2.number_input("Texts (0 = the whole set)", 0, 1_000_000, 0, 100, key="pg_teacher_limit")
         if t3.button("Queue the teacher baseline", key="pg_teacher", disabled=teacher_set is None):
             if teacher_set in usual:
                 spec = evaluate.EvalSpec("builtin", teacher_set, usual[teacher_set].split).to_dict()
@@ -179,11 +204,12 @@ if actor.is_admin:
                 spec = evaluate.EvalSpec("version", split=version_split,
                                          version_id=int(teacher_set.split()[-1])).to_dict()
             try:
-                job_id = baselines.enqueue_teacher_baseline(actor, spec, limit=int(teacher_limit))
-            except (ValueError, PermissionDenied) as exc:
+                job_id = baselines.enqueue_teacher_baseline(actor, spec, limit=int(teacher_limit) or None)
+            except (ValueError, PermissionDenied, FileNotFoundError) as exc:
                 st.error(md_escape(exc))
             else:
-                flash(f"Job #{job_id} queued: the teacher labels {int(teacher_limit)} texts.", scope="playground")
+                flash(f"Job #{job_id} queued: the teacher labels "
+                      f"{f'{int(teacher_limit)} texts' if teacher_limit else 'the whole set'}.", scope="playground")
                 st.rerun()
         if not any(present.values()):
             st.warning("No built-in evaluation set was found: evaluate on dataset versions.")

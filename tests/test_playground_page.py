@@ -112,3 +112,19 @@ def test_admin_starts_a_zero_shot_training_run_from_the_page(admin):
     train.button(key=f"trn_cancel_{run.id}").click().run()
     assert not train.exception, train.exception
     assert train_jobs.get_run(admin, run.id).status == "cancelled"  # still queued: cancelled at once
+
+
+def test_anyone_scores_a_dimension_from_two_poles(annotator):
+    embedding_baseline()
+    at = open_page(annotator, "playground")
+    at.text_area(key="pg_text").input("What a lovely, warm and happy afternoon with my friends.").run()
+    assert at.text_area(key="pg_dim_high").value.splitlines()[0] == "pleasant"  # valence by default
+    at.button(key="pg_dim_score").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    pleasant = float(at.metric[0].value)
+    at.text_area(key="pg_text").input("This is awful, I feel sick and miserable.").run()
+    at.button(key="pg_dim_score").click().run()
+    assert 1.0 <= float(at.metric[0].value) < pleasant <= 5.0
+    at.text_area(key="pg_dim_low").input("  ").run()
+    at.button(key="pg_dim_score").click().run()
+    assert [e.value for e in at.error] == ["give at least one wording for each pole"]

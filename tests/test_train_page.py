@@ -95,3 +95,29 @@ def test_models_tab_lists_and_exports_and_issues_tab_creates_a_campaign(admin, a
     at.button(key="iss_campaign").click().run()
     assert not at.exception, at.exception
     assert any("5 items" in s.value for s in at.success), [s.value for s in at.success]
+
+
+def test_the_page_and_the_cli_start_from_the_settings_bench_goemotions_measured(admin, tmp_path):
+    from core import cli
+    from core.train.classifier import ClassifierConfig
+
+    defaults = ClassifierConfig()
+    assert (defaults.learning_rate, defaults.head_learning_rate, defaults.freeze_embeddings, defaults.epochs,
+            defaults.pooling, defaults.pos_weight) == (1.2e-4, 2e-3, True, 4.0, "mean", "sqrt")
+    args = cli.build_parser().parse_args(["train", "3"])
+    assert (args.lr, args.head_lr, args.freeze_embeddings, args.epochs) == (1.2e-4, 2e-3, True, 4.0)
+    assert cli.build_parser().parse_args(["train", "3", "--train-embeddings"]).freeze_embeddings is False
+
+    version_id = a_version(admin)
+    folder = tmp_path / "parent"
+    folder.mkdir()
+    parent = registry.register_model("classifier", "parent model", folder, ["joy"], {"global": 0.5})
+    at = open_page(admin, "train")
+    assert at.number_input(key="trn_lr").value == 1.2e-4 and at.checkbox(key="trn_freeze").value is True
+    at.selectbox(key="trn_parent").set_value(parent).run()
+    assert any("is not a classifier" in c.value or "differ" in c.value for c in at.caption)
+    at.button(key="trn_start").click().run()
+    assert not at.exception, at.exception
+    [run] = train_jobs.list_runs(admin)
+    assert run.version_id == version_id and run.config["parent_model_id"] == parent
+    assert run.base_model == str(folder) and run.config["learning_rate"] == 1.2e-4

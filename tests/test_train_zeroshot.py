@@ -75,7 +75,7 @@ def trained(tmp_path_factory):
              2: ["I miss her so much", "it is a sad day", "I feel so alone"]}
     examples = [C.TrainExample(f"{text} ({i})", (label,), descriptors=("a glad remark",) if label == 0 else ())
                 for i in range(6) for label, texts in words.items() for text in texts]
-    config = C.ContrastiveConfig(**{**TINY, "max_steps": 6})
+    config = C.ContrastiveConfig(**{**TINY, "max_steps": 6, "mode": "labels"})
     result = C.train(examples, [n for n, _ in labels], [d for _, d in labels], config)
     return result, labels, tmp_path_factory.mktemp("contrastive")
 
@@ -93,7 +93,7 @@ def test_bfloat16_autocast_trains_too():
     examples = [C.TrainExample(text, (label,)) for label, text in
                 [(0, "so happy today"), (1, "this is outrageous"), (0, "what a delight"), (1, "stop lying to me")] * 2]
     result = C.train(examples, labels, ["Happiness.", "Hostility."],
-                     C.ContrastiveConfig(**{**TINY, "max_steps": 2, "batch_size": 4, "precision": "bf16"}))
+                     C.ContrastiveConfig(**{**TINY, "max_steps": 2, "batch_size": 4, "precision": "bf16", "mode": "labels"}))
     assert result.steps == 2 and all(np.isfinite(h["loss"]) for h in result.history)
     assert C.ContrastiveConfig().precision == "fp32"  # autocast measured slower for these short texts on our CPU
 
@@ -137,7 +137,7 @@ def test_a_saved_and_reloaded_model_gives_identical_predictions(trained):
 
 def test_cancel_checkpoints_and_resume_continues_where_it_stopped(tmp_path):
     examples = [C.TrainExample(f"{w} {i}", (k,)) for i in range(8) for k, w in enumerate(["happy", "angry"])]
-    config = C.ContrastiveConfig(**{**TINY, "max_steps": 4})
+    config = C.ContrastiveConfig(**{**TINY, "max_steps": 4, "mode": "labels"})
     steps_seen = []
 
     def stop_at_two(report):

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from core.train.contrastive import ContrastiveModel, Rule
+from core.train.contrastive import ContrastiveModel
+from core.train.rules import Rule
 
 NRC_CATEGORIES = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust",
                   "positive", "negative")
@@ -218,7 +219,7 @@ def enqueue_register_baselines(actor: Any, calibration: dict[str, Any] | None = 
 def register_baselines(calibration: dict[str, Any] | None = None, data_dir: str | None = None) -> dict[str, int]:
     """Register (or refresh) the embedding and NRC baselines; returns name -> model id."""
     from core.models_setup import ensure_student
-    from core.train.contrastive import calibrate_rule
+    from core.train.rules import calibrate_rule
     from core.train.evaluate import EvalSpec, load_eval_set
 
     spec = EvalSpec.from_dict(calibration or CALIBRATION_SET)
@@ -256,17 +257,22 @@ def run_register_job(ctx) -> dict[str, Any]:
     return {"models": ids}
 
 
-def enqueue_teacher_baseline(actor: Any, spec: dict[str, Any], *, limit: int = 200, seed: int = 0) -> int:
-    """Queue the teacher LLM's zero-shot labelling of the first `limit` texts of an evaluation set (through
-    the response cache), scored and stored as an evaluation of the baseline 'teacher <model>'."""
+def enqueue_teacher_baseline(actor: Any, spec: dict[str, Any], *, limit: int | None = None, seed: int = 0) -> int:
+    """Queue the teacher LLM's zero-shot labelling of an evaluation set (by default the WHOLE set; `limit`: its
+    first N texts) through the response cache, scored and stored as an evaluation of the baseline
+    'teacher <model>' like any model's. A killed worker's job resumes from the cached answers."""
     from core import jobs
     from core.auth import require_admin
-    from core.train.evaluate import EvalSpec
+    from core.train.evaluate import EvalSpec, load_eval_set
+    from core.train.external import REGRESSION
 
     require_admin(actor)
-    if limit < 1:
-        raise ValueError("Label at least one text.")
+    if limit is not None and limit < 1:
+        limit = None  # 0 on the page and the CLI: the whole set
     parsed = EvalSpec.from_dict({**spec, "limit": limit})
+    if parsed.name in REGRESSION:
+        raise ValueError("The teacher baseline labels emotions: pick a classification set.")
+    load_eval_set(parsed)  # a missing file or an empty version is reported now, not by the worker
     return jobs.enqueue(actor, TEACHER_JOB, {"spec": parsed.to_dict(), "seed": seed},
                         title=f"Teacher zero-shot labels: {parsed.benchmark}")
 

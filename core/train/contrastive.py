@@ -5,24 +5,25 @@ outputs). A text's score for a label is the cosine between the text and the labe
 the mean embedding of several wordings of the label (its name, "feeling <name>", its description,
 "<name>: <description>"); a learned scale and bias turn the cosine into a probability.
 
-Training (the losses, and why):
-- label-prototype loss: every step embeds EVERY label of the training taxonomy (one random wording
-  each), and scores each text of the batch against all of them: softmax cross-entropy over the
-  labels (target spread over the text's labels) plus binary cross-entropy on the scaled cosine
-  (learned temperature and bias). All labels are negatives for a text except its own, so two texts
-  sharing a label are never pushed apart (in-batch text-vs-text negatives would do exactly that);
-- descriptor InfoNCE: each text against its own descriptor (the teacher's free-text description, or
-  its labels' names and descriptions reworded), with the other descriptors of the batch as
-  negatives, except those of texts with the same labels (false negatives are masked out).
+Two training modes (ContrastiveConfig.mode):
+
+- "distill" (the default, the contrastive-distillation paper's method): texts and the TEACHER's free-text
+  emotion descriptors only; no human or gold label is read, not even by the loader (the worker job
+  reads texts and descriptors, never a version's labels). Each step embeds the batch's texts T and
+  every distinct descriptor phrase D of the batch (a text has several), and scores the alignment
+  matrix M = scale * T D^T + bias (learned temperature and bias) with a sigmoid loss: every (text,
+  phrase) pair is a binary decision, positive when the phrase is one of the text's own descriptors
+  (SigLIP-style; several positives per text, and a phrase two texts share is positive for both, which a
+  softmax over the batch could not express). The decision rule is fixed a priori (rules.DEFAULT_RULE).
+- "labels": the earlier supervised mode, on a version's labels: every step embeds EVERY label of the
+  training taxonomy (one random wording each) and scores each text against them (softmax cross-entropy
+  + BCE on the scaled cosine), plus an InfoNCE term between each text and one of its descriptors (the
+  teacher's, or its labels reworded) with same-label negatives masked. Its decision rule is calibrated
+  on the version's dev split.
 Varying the wording of labels and descriptors makes the encoder read descriptions instead of
 memorising the training label strings, which is what lets it score label sets it never saw.
 
-The decision rule for multi-label sets is calibrated on the TRAINING taxonomy's dev split (never on
-a target set): "margin", every label whose cosine is within d of the top label's (the top label
-always), d chosen for the best dev macro-F1. A cosine threshold ("threshold": the top label plus every
-label reaching t) is available, but absolute cosine levels differ from one label set and one domain
-to the next, so it carries over less well to label sets the model never saw. Single-label sets take
-the top label.
+Decision rules live in core.train.rules (shared with evaluation and the baselines).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +44,7 @@ import numpy as np
 
 from core import jobs
 from core.train.classifier import PRECISIONS, use_bf16
+from core.train.rules import DEFAULT_RULE, RULE_GRIDS, Rule, apply_rule, calibrate_rule  # noqa: F401 (re-exported)
 
 CONFIG_FILE = "emoforge_contrastive.json"
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
@@ -51,8 +54,14 @@ TEMPLATES_NAME = ("{name}", "feeling {name}", "a text expressing {name}")
 TEMPLATES_DESCRIBED = ("{name}: {description}", "{description}", "feeling {name}. {description}")
 
 
+MODES = ("distill", "labels")
+# Descriptor phrases of one text used per step (a random subset when it has more): bounds the matrix width.
+MAX_PHRASES_PER_TEXT = 4
+
+
 @dataclass
 class ContrastiveConfig:
+    mode: str = "distill"  # distill: teacher descriptors only (no label read) | labels: a version's labels
     base_model: str = ""  # encoder folder; "" = the bundled all-MiniLM-L6-v2
     epochs: float = 1.0
     max_steps: int = 0  # > 0: stop after this many steps (overrides epochs)
@@ -96,59 +105,6 @@ class TrainExample:
     descriptors: tuple[str, ...] = ()  # teacher descriptions; label-made ones are added in training
 
 
-@dataclass
-class Rule:
-    """How scores become labels on a multi-label set (calibrated on the training taxonomy's dev split)."""
-
-    kind: str = "margin"  # margin | threshold
-    value: float = 0.05
-    dev_macro_f1: float | None = None
-
-    def apply(self, cosines: np.ndarray) -> np.ndarray:
-        return apply_rule(cosines, self.kind, self.value)
-
-
-def apply_rule(scores: np.ndarray, kind: str, value: float) -> np.ndarray:
-    """0/1 decisions: the top label (unless no score is positive: a lexicon that found no word), plus those
-    at or above `value` (threshold) or within `value` of the top score (margin)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.size == 0:
-        return np.zeros(scores.shape, dtype=np.int8)
-    if kind == "threshold":
-        out = (scores >= value).astype(np.int8)
-    elif kind == "margin":
-        out = (scores >= scores.max(axis=1, keepdims=True) - value).astype(np.int8)
-    else:
-        raise ValueError(f"unknown decision rule {kind!r}")
-    out[np.arange(len(scores)), scores.argmax(axis=1)] = 1
-    out[scores.max(axis=1) <= 0] = 0
-    return out
-
-
-RULE_GRIDS = {"threshold": np.round(np.arange(-0.2, 0.95, 0.01), 3), "margin": np.round(np.arange(0.0, 0.3, 0.0025), 4)}
-
-
-def calibrate_rule(scores: np.ndarray, y: np.ndarray, kinds: Sequence[str] = ("margin",)) -> Rule:
-    """The rule (of the families `kinds`) with the best macro-F1 of `scores` against `y` (a dev split).
-
-    The default family is the margin: a cosine threshold calibrated on one label set does not carry over
-    to another (each set's prototypes sit at their own cosine levels, and texts of another domain too),
-    while "within d of the top label" compares a text's labels with each other only."""
-    from sklearn.metrics import f1_score
-
-    best = Rule(kinds[0], 0.0, -1.0)
-    for kind in kinds:
-        grid = RULE_GRIDS[kind]
-        lo, hi = float(np.min(scores)), float(np.max(scores))
-        if kind == "threshold":
-            grid = grid[(grid >= lo - 0.01) & (grid <= hi + 0.01)]
-        for value in grid:
-            f1 = float(f1_score(y, apply_rule(scores, kind, float(value)), average="macro", zero_division=0))
-            if f1 > (best.dev_macro_f1 or -1.0) + 1e-12:
-                best = Rule(kind, float(value), f1)
-    return best
-
-
 def label_wordings(name: str, description: str = "") -> list[str]:
     name = " ".join(name.replace("_", " ").split())
     description = " ".join((description or "").split())
@@ -169,6 +125,21 @@ def label_descriptors(names: Sequence[str], descriptions: Sequence[str], rng: ra
     if style == 2 and any(descriptions):
         return " ".join(d for d in descriptions if d)
     return "; ".join(f"{n}: {d}" if d else n for n, d in zip(names, descriptions))
+
+
+def descriptor_phrases(descriptors: Sequence[str]) -> tuple[str, ...]:
+    """A text's descriptor rows as distinct short phrases ("relieved; still wary of him" -> two phrases):
+    the teacher may write several descriptors in one answer, each one is a positive of its own."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for row in descriptors:
+        for part in re.split(r"[;\n|,]", row or ""):
+            phrase = " ".join(part.split()).strip(" .-*")
+            key = phrase.lower()
+            if phrase and key not in seen:
+                seen.add(key)
+                out.append(phrase[:120])
+    return tuple(out)
 
 
 def text_input(text: str, context: str | None, sep: str) -> str:
@@ -379,8 +350,12 @@ def train(examples: Sequence[TrainExample], label_names: Sequence[str], label_de
     from the latest one found there."""
     import torch
 
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    if config.mode == "distill":
+        examples = [e for e in examples if e.descriptors]  # only what the teacher described can be distilled
     if not examples:
-        raise ValueError("no training example")
+        raise ValueError("no training example" + (" with teacher descriptors" if config.mode == "distill" else ""))
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     base = config.base_model or default_base_model()
@@ -428,7 +403,10 @@ def train(examples: Sequence[TrainExample], label_names: Sequence[str], label_de
             epoch_batches = {epoch: batches(examples, config.batch_size, config.seed, epoch)}
         batch = [examples[i] for i in epoch_batches[epoch][position]]
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
-            losses = _step_losses(model, batch, names, descriptions, label_words, sep, config, rng)
+            if config.mode == "distill":
+                losses = distill_losses(model, batch, sep, config, rng)
+            else:
+                losses = _step_losses(model, batch, names, descriptions, label_words, sep, config, rng)
         loss = losses["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -486,6 +464,40 @@ def _freeze(encoder, frozen_layers: int) -> None:
         for layer in list(layers)[:max(0, frozen_layers)]:
             for p in layer.parameters():
                 p.requires_grad = False
+
+
+def distill_losses(model: ContrastiveModel, batch: list[TrainExample], sep: str, config: ContrastiveConfig,
+                   rng: random.Random) -> dict:
+    """The paper's loss: sigmoid (binary) cross-entropy over the text x descriptor alignment matrix.
+
+    Columns are the distinct phrases of the batch (up to MAX_PHRASES_PER_TEXT of each text, drawn at random);
+    cell (i, j) is positive when phrase j is one of text i's descriptors (all of them, not only those drawn),
+    negative otherwise. Summed over the matrix and divided by the number of texts, as in SigLIP. Labels are
+    never looked at."""
+    import torch
+    import torch.nn.functional as F
+
+    phrases: list[str] = []
+    column: dict[str, int] = {}
+    for example in batch:
+        own = list(example.descriptors)
+        drawn = rng.sample(own, MAX_PHRASES_PER_TEXT) if len(own) > MAX_PHRASES_PER_TEXT else own
+        for phrase in drawn:
+            if phrase.lower() not in column:
+                column[phrase.lower()] = len(phrases)
+                phrases.append(phrase)
+    positive = torch.zeros(len(batch), len(phrases), device=model.device)
+    for row, example in enumerate(batch):
+        for phrase in example.descriptors:
+            j = column.get(phrase.lower())
+            if j is not None:
+                positive[row, j] = 1.0
+    texts = model._embed([text_input(e.text, e.context, sep) for e in batch], config.max_length)
+    described = model._embed(phrases, config.label_max_length)
+    logits = model.log_scale.exp() * (texts @ described.T) + model.bias
+    signs = 2.0 * positive - 1.0
+    loss = -F.logsigmoid(signs * logits).sum() / len(batch)
+    return {"loss": loss, "sigmoid": loss.detach(), "positives_per_text": positive.sum(1).mean()}
 
 
 def _step_losses(model: ContrastiveModel, batch: list[TrainExample], names: list[str], descriptions: list[str],
@@ -608,6 +620,8 @@ def start_contrastive_run(actor, version_id: int, settings: dict[str, Any] | Non
         raise ValueError("the share of trained weights (wise_alpha) must be in (0, 1]")
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
     with write_session() as s:
         version = s.get(DatasetVersion, version_id)
         if version is None:
@@ -662,6 +676,34 @@ def label_descriptions(version_id: int, names: Sequence[str]) -> tuple[list[str]
         described = dict(s.execute(select(Label.name, Label.description).where(
             Label.taxonomy_id == version.taxonomy_id)).tuples().all()) if version else {}
     return [described.get(n, "") or "" for n in names], bool(taxonomy.multi_label) if taxonomy else True
+
+
+def version_texts(version_id: int, split: str = "train") -> list[tuple[int, str, str | None]]:
+    """(example id, text, context) of a version's split: what distill mode trains on. It selects no label,
+    no score and no suggestion column, so no human or gold label can reach a distilled model."""
+    from sqlalchemy import select
+
+    from core.train.data import first_segment
+    from db.models import Character, DatasetMember, Example
+    from db.session import read_session
+
+    with read_session() as s:
+        rows = s.execute(
+            select(Example.id, Example.text, Example.context, Character.name)
+            .join(DatasetMember, DatasetMember.example_id == Example.id)
+            .outerjoin(Character, Character.id == Example.character_id)
+            .where(DatasetMember.version_id == version_id, DatasetMember.split == split)
+            .order_by(Example.id)).tuples().all()
+    return [(example_id, text, first_segment(context, character)) for example_id, text, context, character in rows]
+
+
+def distill_examples(version_id: int) -> list[TrainExample]:
+    """The train split's texts with their teacher descriptor phrases (texts the teacher did not describe
+    are left out: there is nothing to distil from them)."""
+    rows = version_texts(version_id, "train")
+    described = teacher_descriptors([r[0] for r in rows])
+    return [TrainExample(text, (), context, descriptor_phrases(described[example_id]))
+            for example_id, text, context in rows if described.get(example_id)]
 
 
 def version_examples(split, descriptors: dict[int, list[str]]) -> list[TrainExample]:
@@ -729,25 +771,39 @@ def run_contrastive_job(ctx: jobs.JobContext) -> dict[str, Any]:
                 run.checkpoint_path = str(path)
 
     try:
-        data = load_version(version_id)
-        names = data.labels
+        from core.train.data import version_labels
+
+        names = version_labels(version_id)  # the taxonomy's label names: the model's default label set
         descriptions, multi = label_descriptions(version_id, names)
-        train_split, dev = data.splits["train"], data.splits.get("dev")
-        if dev is None or not len(dev):
-            raise jobs.JobFailed("the version has no dev example to calibrate the decision rule on")
-        examples = version_examples(train_split, teacher_descriptors(train_split.ids))
+        if cfg.mode == "distill":
+            # Texts and teacher descriptors only: the version's labels are read after training, for its figures.
+            examples = distill_examples(version_id)
+            if not examples:
+                raise jobs.JobFailed("no train text of this version has teacher descriptors: run the describe "
+                                     "step on its texts first (Generate page, Annotate texts)")
+        else:
+            labelled = load_version(version_id)
+            examples = version_examples(labelled.splits["train"], teacher_descriptors(labelled.splits["train"].ids))
         steps = total_steps(len(examples), cfg)
         described = sum(1 for e in examples if e.descriptors)
         ctx.set_progress(min(ctx.done, steps), steps,
-                         note=f"{len(examples):,} train texts ({described:,} with teacher descriptors), {steps} steps")
+                         note=f"{cfg.mode} mode: {len(examples):,} train texts ({described:,} with teacher "
+                              f"descriptors), {steps} steps")
         result = train(examples, names, descriptions, cfg, checkpoint_dir=folder / "checkpoints", on_step=on_step,
                        on_checkpoint=on_checkpoint)
         if result.cancelled:
             _set_run(run_id, RunStatus.cancelled)
             raise jobs.JobCancelled()
         model = result.model
-        dev_cos = model.cosines(dev.texts, dev.contexts, names, descriptions)
-        model.rule = calibrate_rule(dev_cos, dev.targets.astype(np.int8))
+        data = load_version(version_id)  # from here on the labels only measure the trained model
+        dev = data.splits.get("dev")
+        if dev is None or not len(dev):
+            raise jobs.JobFailed("the version has no dev example to evaluate on")
+        if cfg.mode == "distill":
+            model.rule = Rule(DEFAULT_RULE.kind, DEFAULT_RULE.value)  # fixed a priori: no label tunes it
+        else:
+            dev_cos = model.cosines(dev.texts, dev.contexts, names, descriptions)
+            model.rule = calibrate_rule(dev_cos, dev.targets.astype(np.int8))
         sets = {"dev": dev}
         if data.splits.get("test") is not None and len(data.splits["test"]):
             sets["test"] = data.splits["test"]

@@ -103,3 +103,13 @@ def load_version(version_id: int) -> VersionData:
                               contexts if any(c for c in contexts) else None, [m[0] for m in members])
         soft[split] = scores
     return VersionData(version_id, name, digest, taxonomy.name if taxonomy else "", labels, splits, soft)
+
+
+def version_labels(version_id: int) -> list[str]:
+    """The label names of a version's taxonomy, in the taxonomy's order (the classifier's columns)."""
+    with read_session() as s:
+        version = s.get(DatasetVersion, version_id)
+        if version is None:
+            raise ValueError(f"no dataset version {version_id}")
+        return list(s.scalars(select(Label.name).where(Label.taxonomy_id == version.taxonomy_id)
+                              .order_by(Label.position, Label.id)))

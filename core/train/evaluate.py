@@ -5,7 +5,7 @@ Every model is scored the same way:
 - single-label sets (the "emotion" set): the top-scoring label;
 - multi-label sets: the model's own decision rule: a classifier's global threshold swept on its dev
   split (per-label thresholds when asked and available); a contrastive model's or a baseline's
-  rule calibrated on the training taxonomy's dev split (core.train.contrastive.Rule).
+  rule calibrated on the training taxonomy's dev split (core.train.rules.Rule).
 A classifier answers over its own labels only; a set whose labels are groups of them (GoEmotions
 -> Ekman or sentiment) is scored with each group's probability = the highest of its members'.
 
@@ -17,6 +17,7 @@ frequency, and the expected calibration error).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,8 +30,8 @@ from core.auth import Actor, require_admin, require_page
 from core.taxonomy import EKMAN_GROUPING, SENTIMENT_GROUPING, get_taxonomy
 from core.train import external
 from core.train import metrics as M
-from core.train.contrastive import Rule
 from core.train.external import EvalSet
+from core.train.rules import Rule
 from db.models import DatasetMember, DatasetVersion, Evaluation, Example, Model
 from db.session import read_session, write_session
 
@@ -66,7 +67,11 @@ class EvalSpec:
 
 
 def load_eval_set(spec: EvalSpec, data_dir: str | None = None) -> tuple[EvalSet, int | None]:
-    """(the evaluation set, its taxonomy id when it comes from the database)."""
+    """(the evaluation set, its taxonomy id when it comes from the database). A regression set (EmoBank
+    valence) comes back as a core.train.dimensions.RegressionSet."""
+    if spec.source == "builtin" and spec.name in external.REGRESSION:
+        regression = external.emobank(spec.split, data_dir)
+        return (regression.head(spec.limit) if spec.limit else regression), None
     if spec.source == "builtin":
         evalset = external.load(spec.name, spec.split, data_dir)
         taxonomy_id = None
@@ -244,13 +249,24 @@ def evaluate_model(model_id: int, spec: EvalSpec, *, per_label: bool = False, da
     from core.train import registry
 
     record = registry.get_model(model_id)
+    result, taxonomy_id = evaluate_one(record, spec, per_label=per_label, data_dir=data_dir, predictor=predictor)
+    return store_evaluation(model_id, spec.benchmark, result, taxonomy_id)
+
+
+def evaluate_one(record: Any, spec: EvalSpec, *, per_label: bool = False, data_dir: str | None = None,
+                 predictor: Any = None) -> tuple[dict[str, Any], int | None]:
+    """The figures of one registered model on one set (classification or regression) and the set's taxonomy."""
+    from core.train import dimensions, registry
+
     evalset, taxonomy_id = load_eval_set(spec, data_dir)
-    predictor = predictor or registry.load_predictor(model_id)
-    scored = score(predictor, evalset, thresholds=record.thresholds, per_label=per_label)
-    result = figures(evalset, scored)
+    predictor = predictor or registry.load_predictor(record.id)
+    if isinstance(evalset, dimensions.RegressionSet):
+        result = dimensions.evaluate(predictor, evalset)
+    else:
+        result = figures(evalset, score(predictor, evalset, thresholds=record.thresholds, per_label=per_label))
     result["source"] = spec.to_dict()
     result["model"] = {"id": record.id, "name": record.name, "kind": record.kind}
-    return store_evaluation(model_id, spec.benchmark, result, taxonomy_id)
+    return result, taxonomy_id
 
 
 def store_evaluation(model_id: int, benchmark: str, result: dict[str, Any], taxonomy_id: int | None = None,
@@ -301,19 +317,16 @@ def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
         ctx.check_cancel()
         try:
             record = registry.get_model(model_id)
-            evalset, taxonomy_id = load_eval_set(spec)
-            scored = score(registry.load_predictor(model_id), evalset, thresholds=record.thresholds,
-                           per_label=bool(ctx.payload.get("per_label")))
+            result, taxonomy_id = evaluate_one(record, spec, per_label=bool(ctx.payload.get("per_label")))
         except (ValueError, FileNotFoundError, KeyError) as error:
             raise jobs.JobFailed(f"{spec.benchmark}, model {model_id}: {error}") from None
-        result = figures(evalset, scored)
-        result["source"] = spec.to_dict()
-        result["model"] = {"id": record.id, "name": record.name, "kind": record.kind}
         done.add(key)
+        headline = (f"Pearson r {result['pearson_r']:.3f}" if "pearson_r" in result
+                    else f"macro-F1 {result['macro_f1']:.3f}")
         with ctx.batch() as session:
             stored.append(store_evaluation(model_id, spec.benchmark, result, taxonomy_id, session))
             ctx.advance(session, 1, checkpoint={"done": [list(k) for k in done], "evaluations": stored},
-                        note=f"{record.name} on {spec.benchmark}: macro-F1 {result['macro_f1']:.3f}")
+                        note=f"{record.name} on {spec.benchmark}: {headline}")
     return {"evaluations": stored}
 
 
@@ -357,6 +370,10 @@ def comparison(actor: Actor | None, model_ids: list[int] | None = None) -> list[
     table: dict[int, dict[str, Any]] = {}
     for (model_id, benchmark), row in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         entry = table.setdefault(model_id, {"model": row.model, "kind": row.kind})
+        if "pearson_r" in row.figures:  # a regression set (EmoBank valence)
+            entry[f"{benchmark} Pearson r"] = round(float(row.figures["pearson_r"]), 4)
+            entry[f"{benchmark} MAE"] = round(float(row.figures["mae"]), 4)
+            continue
         entry[f"{benchmark} macro-F1"] = round(row.macro_f1, 4)
         entry[f"{benchmark} micro-F1"] = round(row.micro_f1, 4)
     return list(table.values())
@@ -365,7 +382,7 @@ def comparison(actor: Actor | None, model_ids: list[int] | None = None) -> list[
 def builtin_specs() -> list[EvalSpec]:
     """Every built-in set whose files are present, with its usual split."""
     usual = {"goemotions": "test", "goemotions-ekman": "test", "goemotions-sentiment": "test", "emotion6": "test",
-             "semeval-ec": "dev"}
+             "semeval-ec": "dev", "emobank-valence": "test"}
     present = external.available()
     return [EvalSpec("builtin", name, split) for name, split in usual.items() if present.get(name)]
 
@@ -475,3 +492,30 @@ def version_choices(actor: Actor | None) -> list[tuple[int, str]]:
     require_admin(actor)
     with read_session() as session:
         return [(v.id, v.name) for v in session.scalars(select(DatasetVersion).order_by(DatasetVersion.id.desc()))]
+
+
+@dataclass(frozen=True)
+class DimensionScore:
+    model: str
+    dimension: str
+    score: float  # on the dimension's scale
+    toward_high: float  # 0 = the low pole, 1 = the high pole
+
+
+def predict_dimension(actor: Actor | None, model_id: int, text: str, high: Sequence[str], low: Sequence[str],
+                      context: str | None = None, scale: tuple[float, float] = (1.0, 5.0),
+                      name: str = "dimension") -> DimensionScore:
+    """One text's zero-shot score on a dimension given by its two poles' wordings (the Playground)."""
+    from core.train import dimensions, registry
+
+    require_page(actor, "playground")
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("Type a text first.")
+    dimension = dimensions.Dimension(name, tuple(high), tuple(low), float(scale[0]), float(scale[1]))
+    dimension.check()
+    record = registry.get_model(model_id)
+    predictor = registry.load_predictor(model_id)
+    value = float(dimensions.scores(predictor, [text], dimension, [(context or "").strip() or None])[0])
+    toward_high = (value - dimension.low_value) / (dimension.high_value - dimension.low_value)
+    return DimensionScore(record.name, name, value, toward_high)

@@ -94,9 +94,11 @@ BUILTIN = {
     "emotion6": "'emotion' (Saravia et al. 2018): 6 classes, single-label tweets",
     "semeval-ec": "SemEval-2018 Task 1 E-c: 11 emotions, multi-label tweets",
 }
+# Regression sets: gold scores on one dimension, scored by core.train.dimensions (Pearson r, MAE).
+REGRESSION = {"emobank-valence": "EmoBank (Buechel & Hahn 2017): sentences rated for valence on 1-5"}
 SPLITS = {"goemotions": ("train", "dev", "test"), "goemotions-ekman": ("train", "dev", "test"),
           "goemotions-sentiment": ("train", "dev", "test"), "emotion6": ("train", "dev", "test"),
-          "semeval-ec": ("train", "dev")}
+          "semeval-ec": ("train", "dev"), "emobank-valence": ("train", "dev", "test")}
 
 
 def data_dir(path: str | Path | None = None) -> Path:
@@ -109,7 +111,8 @@ def available(path: str | Path | None = None) -> dict[str, bool]:
     goemotions = any((base / "goemotions" / f"{split}.tsv").exists() for split in ("dev", "test"))
     return {"goemotions": goemotions, "goemotions-ekman": goemotions, "goemotions-sentiment": goemotions,
             "emotion6": (base / "emotion_dairai" / "test.txt").exists(),
-            "semeval-ec": (base / "semeval2018_ec" / "2018-E-c-En-dev.txt").exists()}
+            "semeval-ec": (base / "semeval2018_ec" / "2018-E-c-En-dev.txt").exists(),
+            "emobank-valence": (base / "emobank" / "emobank.csv").exists()}
 
 
 def load(name: str, split: str = "test", path: str | Path | None = None) -> EvalSet:
@@ -208,3 +211,18 @@ def _read(file: Path) -> bytes:
     if not file.exists():
         raise FileNotFoundError(f"evaluation file not found: {file}")
     return file.read_bytes()
+
+
+def emobank(split: str = "test", path: str | Path | None = None, dimension=None):
+    """EmoBank's sentences of one split with their valence (mean of readers and writers, 1-5)."""
+    from core.train.dimensions import VALENCE, RegressionSet
+
+    if split not in SPLITS["emobank-valence"]:
+        raise ValueError(f"EmoBank has no {split!r} split")
+    file = data_dir(path) / "emobank" / "emobank.csv"
+    rows = [row for row in csv.DictReader(io.StringIO(_read(file).decode("utf-8"), newline=""))
+            if row.get("split") == split and (row.get("text") or "").strip()]
+    if not rows:
+        raise ValueError(f"{file}: no {split!r} rows with the header id,split,V,A,D,text")
+    return RegressionSet(f"emobank-valence/{split}", dimension or VALENCE, [r["text"].strip() for r in rows],
+                         np.array([float(r["V"]) for r in rows]))

@@ -23,7 +23,14 @@ from sqlalchemy import func, select
 from core import config, jobs
 from core.auth import Actor, require_admin, require_page
 from core.train import registry
-from core.train.classifier import ClassifierConfig, Hooks, TrainingCancelled, default_base_model, train_classifier
+from core.train.classifier import (
+    ClassifierConfig,
+    Hooks,
+    TrainingCancelled,
+    default_base_model,
+    parent_head,
+    train_classifier,
+)
 from db.models import DatasetMember, DatasetVersion, Job, JobStatus, RunStatus, TrainingMetric, TrainingRun, utcnow
 from db.session import read_session, write_session
 
@@ -72,10 +79,19 @@ class RunView:
 
 
 def start_classifier_run(actor: Actor | None, version_id: int, settings: dict[str, Any] | None = None,
-                         model_name: str = "") -> int:
-    """Check the settings and the version now, queue the training job; returns the run id."""
+                         model_name: str = "", parent_model_id: int | None = None) -> int:
+    """Check the settings and the version now, queue the training job; returns the run id.
+
+    With `parent_model_id` the run continues from that registered model's weights (adaptation: a model trained
+    on synthetic data tuned further on another version): its encoder, and its head when the label sets match
+    (`adaptation_note` says which). The registered result records the parent."""
     actor = require_admin(actor)
     cfg = ClassifierConfig.from_dict(settings)
+    if parent_model_id is not None:
+        parent = registry.get_model(parent_model_id)
+        if parent.kind not in ("classifier", "contrastive"):
+            raise ValueError(f"model {parent.name!r} is a {parent.kind}: start from a classifier or a zero-shot model")
+        cfg.base_model = parent.path
     base = cfg.base_model or default_base_model()
     if not Path(base).is_dir():
         raise ValueError(f"the base model folder {base} does not exist")
@@ -90,6 +106,8 @@ def start_classifier_run(actor: Actor | None, version_id: int, settings: dict[st
                              f"(it has {counts.get('train', 0)} and {counts.get('dev', 0)})")
         stored = cfg.to_dict()
         stored["model_name"] = model_name.strip() or f"classifier {version.name}"
+        if parent_model_id is not None:
+            stored["parent_model_id"] = int(parent_model_id)
         run = TrainingRun(kind="classifier", version_id=version_id, base_model=base, config=stored,
                           status=RunStatus.queued, created_by_id=actor.id)
         s.add(run)
@@ -98,6 +116,17 @@ def start_classifier_run(actor: Actor | None, version_id: int, settings: dict[st
         run.job_id = jobs.enqueue(actor, TRAIN_JOB, {"run_id": run.id}, title=f"Train classifier (run {run.id})",
                                   session=s)
         return run.id
+
+
+def adaptation_note(actor: Actor | None, model_id: int, version_id: int) -> str:
+    """What a run on `version_id` started from registered model `model_id` keeps of it (shown before starting)."""
+    from core.train.classifier import parent_head
+    from core.train.data import version_labels
+
+    require_page(actor, "train")
+    parent = registry.get_model(model_id)
+    _, note = parent_head(parent.path, version_labels(version_id))
+    return f"Starting from model {parent.id} ({parent.name}): {note}."
 
 
 def cancel_run(actor: Actor | None, run_id: int) -> None:
@@ -234,15 +263,19 @@ def run_training_job(ctx: jobs.JobContext) -> dict[str, Any]:
         _set_status(run_id, RunStatus.failed, finished_at=utcnow())
         raise jobs.JobFailed("the dataset version of this run was deleted")
     model_name = stored.pop("model_name", f"classifier run {run_id}")
+    parent_id = stored.pop("parent_model_id", None)
     cfg = ClassifierConfig.from_dict({**stored, "base_model": base})
     folder = run_dir(run_id)
     try:
         data = load_version(version_id)
         train, dev = data.split("train", cfg.soft_labels), data.split("dev")
         test = data.splits.get("test")
-        ctx.set_progress(ctx.done, ctx.total or 1, note=f"{len(train):,} train / {len(dev):,} dev examples")
+        head, head_note = parent_head(base, data.labels) if parent_id is not None else (None, "")
+        ctx.set_progress(ctx.done, ctx.total or 1, note=f"{len(train):,} train / {len(dev):,} dev examples"
+                         + (f"; from model {parent_id}: {head_note}" if parent_id is not None else ""))
         result = train_classifier(data.labels, train, dev, folder, cfg, JobHooks(ctx, run_id),
-                                  test=test if test is not None and len(test) else None, resume=True)
+                                  test=test if test is not None and len(test) else None, resume=True,
+                                  initial_head=head)
     except TrainingCancelled:
         _set_status(run_id, RunStatus.cancelled)
         raise jobs.JobCancelled() from None
@@ -264,10 +297,11 @@ def run_training_job(ctx: jobs.JobContext) -> dict[str, Any]:
                    per_label=result.metrics["details"]["dev"]["per_label"])
     if result.metrics["details"].get("test"):
         metrics["test_per_label"] = result.metrics["details"]["test"]["per_label"]
+    lineage = {"parent_model_id": parent_id, "head": "kept" if head is not None else "new"} if parent_id else {}
     model_id = registry.register_model(
         "classifier", registry.free_name(model_name), result.path, data.labels, thresholds,
-        {**cfg.to_dict(), "version_id": version_id, "version_name": data.name}, metrics, run_id=run_id,
-        dataset_hash=data.content_hash)
+        {**cfg.to_dict(), "version_id": version_id, "version_name": data.name, **lineage}, metrics, run_id=run_id,
+        dataset_hash=data.content_hash, parent_id=parent_id)
     _set_status(run_id, RunStatus.succeeded, finished_at=utcnow())
     for leftover in ("best.pt", "checkpoint.pt"):  # the model is saved: nothing left to resume
         (folder / leftover).unlink(missing_ok=True)

@@ -69,6 +69,7 @@ class ModelRecord:
     run_id: int | None
     dataset_hash: str | None
     created_at: datetime | None = None
+    parent_id: int | None = None  # the registered model this one was trained from (adaptation)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -86,7 +87,7 @@ def _record(model: Model) -> ModelRecord:
     return ModelRecord(
         id=model.id, name=model.name, kind=model.kind, path=model.path, labels=list(model.labels or []),
         thresholds=dict(model.thresholds or {}), config=dict(model.config or {}), metrics=dict(model.metrics or {}),
-        run_id=model.run_id, dataset_hash=model.dataset_hash, created_at=model.created_at,
+        run_id=model.run_id, dataset_hash=model.dataset_hash, created_at=model.created_at, parent_id=model.parent_id,
     )
 
 
@@ -107,8 +108,9 @@ def free_name(base: str) -> str:
 
 def register_model(kind: str, name: str, path: str | Path, labels: list[str], thresholds: dict[str, Any] | None = None,
                    config: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
-                   run_id: int | None = None, dataset_hash: str | None = None) -> int:
-    """Add a model to the registry and return its id. Names are unique (see `free_name`)."""
+                   run_id: int | None = None, dataset_hash: str | None = None, parent_id: int | None = None) -> int:
+    """Add a model to the registry and return its id. Names are unique (see `free_name`); `parent_id` is the
+    registered model it was trained from (lineage)."""
     if kind not in LOADERS:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(LOADERS)}")
     name = name.strip()
@@ -119,7 +121,8 @@ def register_model(kind: str, name: str, path: str | Path, labels: list[str], th
             raise ValueError(f"a model named {name!r} is already registered")
         model = Model(kind=kind, name=name, path=str(path), labels=[str(x) for x in labels],
                       thresholds=_jsonable(thresholds or {}), config=_jsonable(config or {}),
-                      metrics=_jsonable(metrics or {}), run_id=run_id, dataset_hash=dataset_hash)
+                      metrics=_jsonable(metrics or {}), run_id=run_id, dataset_hash=dataset_hash,
+                      parent_id=parent_id)
         s.add(model)
         s.flush()
         return model.id
@@ -239,9 +242,23 @@ def export_model(model_id: int, dest: str | Path | None = None) -> Path:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoint*", "*.pt", "optimizer*"))
+    if record.kind == "classifier":
+        _as_sequence_classification(target, record)
     (target / CARD_FILE).write_text(json.dumps(record.card(), indent=2, default=str))
     (target / "README.md").write_text(_model_card(record))
     return target
+
+
+def _as_sequence_classification(folder: Path, record: ModelRecord) -> None:
+    """A classifier export loads with AutoModelForSequenceClassification / pipeline (core.train.hf_export)."""
+    from core.train.hf_export import write_sequence_classification
+
+    if not (folder / "2_Dense" / "model.safetensors").exists():
+        return  # not a folder EmoForge's classifier trainer wrote (no head to convert): copied as it is
+    info_file = folder / "emoforge_classifier.json"
+    info = json.loads(info_file.read_text()) if info_file.exists() else {}
+    write_sequence_classification(folder, list(record.labels), record.thresholds, info.get("pooling", "mean"),
+                                  int(info.get("max_length", 64)))
 
 
 def export_zip(model_id: int) -> tuple[str, bytes]:
@@ -281,13 +298,27 @@ def _model_card(record: ModelRecord) -> str:
         lines += [
             "## Use",
             "```python",
+            "from transformers import pipeline",
+            "classify = pipeline('text-classification', model='path/to/this/folder', trust_remote_code=True, top_k=None)",
+            "classify(['I am so happy for you!'], truncation=True)  # every label with its sigmoid probability",
+            "```",
+            ("`trust_remote_code` loads `modeling_emoforge.py` from this folder: the encoder with EmoForge's "
+             f"pooling and the linear head (no native transformers class pools by the mean). A label is predicted "
+             f"when its probability reaches the threshold (`threshold` in config.json: {record.global_threshold:g}). "
+             "`SentenceTransformer('path/to/this/folder').encode(texts)` gives the same probabilities."),
+            "",
+        ]
+    elif record.kind == "contrastive":
+        lines += [
+            "## Use: score any label set",
+            "```python",
             "from sentence_transformers import SentenceTransformer",
             "model = SentenceTransformer('path/to/this/folder')",
-            "probs = model.encode(['I am so happy for you!'])  # one sigmoid probability per label",
+            "scores = model.similarity(model.encode(['I miss her so much']), model.encode(['joy', 'sadness', 'anger']))",
             "```",
-            ("Or with transformers: `AutoModel` + `AutoTokenizer` for the encoder, then the pooling of "
-             "`1_Pooling/config.json` and the linear head in `2_Dense/` followed by a sigmoid. "
-             "A label is predicted when its probability reaches the threshold above."),
+            ("The highest cosine is the predicted label; for several labels per text EmoForge takes every label within "
+             f"a margin of the top one (`{json.dumps(record.thresholds.get('rule', {}))}`). Label wordings such as "
+             "'feeling sadness' or 'sadness: unhappiness, sorrow' work too (EmoForge averages several)."),
             "",
         ]
     return "\n".join(lines)

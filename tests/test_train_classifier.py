@@ -201,6 +201,14 @@ def test_training_job_streams_metrics_cancels_resumes_and_registers_the_model(ad
     probs = registry.load_predictor(model.id).predict(["furious and angry 99"])
     assert probs.shape == (1, 28) and np.all((probs >= 0) & (probs <= 1))
 
+    # A worker that died after registering but before ending its job: the retry registers nothing twice.
+    from core import jobs
+
+    jobs.enqueue(admin, train_jobs.TRAIN_JOB, {"run_id": run_id})
+    assert worker.serve(once=True) == 1
+    assert [m.id for m in registry.list_models("classifier")] == [model.id]
+    assert train_jobs.get_run(admin, run_id).status == "succeeded"
+
     folder = registry.export_model(model.id, tmp_path / "export")
     card = json.loads((folder / registry.CARD_FILE).read_text())
     assert card["dataset_hash"] == model.dataset_hash and card["labels"] == model.labels

@@ -736,6 +736,10 @@ def run_contrastive_job(ctx: jobs.JobContext) -> dict[str, Any]:
     from db.session import write_session
 
     run_id = int(ctx.payload["run_id"])
+    done = registry.model_of_run(run_id)
+    if done is not None:  # registered by an earlier attempt that died before finishing the job
+        _set_run(run_id, RunStatus.succeeded, finished_at=utcnow())
+        return {"run_id": run_id, "model_id": done.id}
     with write_session() as s:
         run = s.get(TrainingRun, run_id)
         if run is None:

@@ -252,6 +252,10 @@ def run_training_job(ctx: jobs.JobContext) -> dict[str, Any]:
     from core.train.data import load_version
 
     run_id = int(ctx.payload["run_id"])
+    done = registry.model_of_run(run_id)
+    if done is not None:  # registered by an earlier attempt that died before finishing the job
+        _set_status(run_id, RunStatus.succeeded, finished_at=utcnow())
+        return {"run_id": run_id, "model_id": done.id, "threshold": done.thresholds.get("global")}
     with write_session() as s:
         run = s.get(TrainingRun, run_id)
         if run is None:

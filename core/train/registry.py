@@ -128,6 +128,14 @@ def register_model(kind: str, name: str, path: str | Path, labels: list[str], th
         return model.id
 
 
+def model_of_run(run_id: int) -> ModelRecord | None:
+    """The model a training run registered, if any: a job killed after registering, but before it
+    recorded its end, is re-run by the next worker, which must not train and register it twice."""
+    with read_session() as s:
+        model = s.scalar(select(Model).where(Model.run_id == run_id).order_by(Model.id).limit(1))
+        return _record(model) if model is not None else None
+
+
 def update_metrics(model_id: int, metrics: dict[str, Any]) -> None:
     """Merge figures into a model's metrics (an evaluation computed after registration)."""
     with write_session() as s:

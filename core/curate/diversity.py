@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, insert, select
 
+from core.auth import Actor, require_admin
 from core.curate.labels import chunks, current_labels, threshold
 from db.models import (
     CurationDecision, Example, GroupSignal, Label, Question, Response, ResponseStatus, Suggestion,
@@ -90,8 +91,9 @@ def _groups(session) -> tuple[dict[str, dict[str, list[int]]], dict[int, str]]:
     return groups, texts
 
 
-def compute_diversity(embed: bool = True, seed: int = 0) -> dict[str, int]:
+def compute_diversity(actor: Actor | None, embed: bool = True, seed: int = 0) -> dict[str, int]:
     """Recompute the diversity group signals (replacing the previous ones)."""
+    require_admin(actor)
     from core.curate.signals import embed_texts
 
     with read_session() as session:

@@ -265,7 +265,7 @@ def run_training_job(ctx: jobs.JobContext) -> dict[str, Any]:
     if result.metrics["details"].get("test"):
         metrics["test_per_label"] = result.metrics["details"]["test"]["per_label"]
     model_id = registry.register_model(
-        "classifier", registry.free_name(model_name), result.path, data.labels, thresholds,
+        ctx.actor, "classifier", registry.free_name(model_name), result.path, data.labels, thresholds,
         {**cfg.to_dict(), "version_id": version_id, "version_name": data.name}, metrics, run_id=run_id,
         dataset_hash=data.content_hash)
     _set_status(run_id, RunStatus.succeeded, finished_at=utcnow())

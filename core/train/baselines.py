@@ -210,10 +210,10 @@ def register_baselines(actor: Any, calibration: dict[str, Any] | None = None,
     """Register (or refresh) the embedding and NRC baselines; returns name -> model id."""
     from core.auth import require_admin
     from core.models_setup import ensure_student
-
-    require_admin(actor)    from core.train.contrastive import calibrate_rule
+    from core.train.contrastive import calibrate_rule
     from core.train.evaluate import EvalSpec, load_eval_set
 
+    require_admin(actor)
     spec = EvalSpec.from_dict(calibration or CALIBRATION_SET)
     try:
         dev, _ = load_eval_set(spec, data_dir)

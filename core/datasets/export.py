@@ -8,7 +8,6 @@ based writers share one set of Arrow arrays, so 400,000 rows take seconds, not m
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import zipfile
@@ -21,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Text, cast, func, select
 
-from core import config, jobs, owned_files
+from core import config, csv_safe, jobs, owned_files
 from core.auth import Actor, require_admin
 from core.datasets.splits import SPLITS
 from db.models import Character, DatasetMember, DatasetVersion, Example, Export, Label
@@ -160,9 +159,19 @@ def write_csv(rows: VersionRows, base, folder: Path, labels: list[str]) -> list[
     paths = []
     for split, table in _tables(rows, base, flat).items():
         path = folder / f"{split}.csv"
-        pa_csv.write_csv(table, path)
+        pa_csv.write_csv(_spreadsheet_safe(table), path)
         paths.append(path)
     return paths
+
+
+def _spreadsheet_safe(table):
+    """Every text column with formula-looking cells escaped (core.csv_safe); only the CSV gets this."""
+    import pyarrow as pa
+
+    for i, column in enumerate(table.schema):
+        if pa.types.is_string(column.type):
+            table = table.set_column(i, column.name, csv_safe.neutralise_array(table.column(i)))
+    return table
 
 
 def write_parquet(rows: VersionRows, base, folder: Path, labels: list[str]) -> list[Path]:
@@ -210,7 +219,7 @@ def write_goemotions(rows: VersionRows, base, folder: Path, labels: list[str]) -
     for split, (a, b) in rows.bounds.items():
         path = folder / f"{split}.tsv"
         with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            writer = csv_safe.writer(handle, delimiter="\t", lineterminator="\n")
             writer.writerows(zip(rows.texts[a:b], label_ids[a:b], rows.ids[a:b]))
         paths.append(path)
     return paths

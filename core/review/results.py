@@ -7,7 +7,6 @@ to every example.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections import Counter
@@ -16,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from core import csv_safe
 from core.auth import Actor, require_admin
 from core.review.agreement import CampaignReport
 from core.review.campaigns import campaign_for
@@ -40,7 +40,7 @@ def results_csv(actor: Actor | None, campaign_id: int) -> str:
     """Every answer of the campaign, one row per (item, annotator, question); admins only."""
     require_admin(actor)
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_safe.writer(out)
     writer.writerow(RESULT_COLUMNS)
     with read_session() as session:
         campaign = campaign_for(session, actor, campaign_id)
@@ -69,7 +69,7 @@ def results_csv(actor: Actor | None, campaign_id: int) -> str:
 def agreement_csv(report: CampaignReport) -> str:
     """The agreement figures of a report as CSV (question, measure, label or pair, value, items)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_safe.writer(out)
     writer.writerow(["question", "measure", "subject", "value", "items"])
     for q in report.questions:
         writer.writerow([q.name, f"krippendorff_alpha_{q.level}", "all", _cell(q.alpha), q.items])

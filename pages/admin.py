@@ -54,7 +54,7 @@ with users_tab:
                 except (ValueError, PermissionDenied) as exc:
                     show_failure(exc)
                 else:
-                    flash(f"User created ({created.role.value}).", scope="users")
+                    flash(f"User created ({md_escape(created.role.value)}).", scope="users")
                     st.rerun()
 
     with right:

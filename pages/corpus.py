@@ -19,6 +19,7 @@ from core.corpus import (
     parse_file,
 )
 from ui.session import guard
+from ui.plain import md_escape
 
 actor = guard("corpus")
 
@@ -38,7 +39,7 @@ with st.container(border=True):
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
         message, queued = notice
-        st.success(message)  # numbers only: the corpus name is shown by the table below
+        st.success(md_escape(message))  # it names the corpus: typed by a user
         if queued:
             st.page_link("pages/jobs.py", label="Follow them on the Jobs page", icon=":material/pending_actions:")
     upload_round = st.session_state.get("corpus_upload_round", 0)  # a new round empties the uploader
@@ -85,7 +86,7 @@ with st.container(border=True):
                     job_ids = [enqueue_import(actor, corpus_name, f.name, f.getvalue(), description=description)
                                for f in files]
             except (CorpusFileError, ValueError, PermissionDenied) as exc:  # a bad file: nothing was imported
-                st.error(str(exc))
+                st.error(md_escape(exc))
             else:
                 # Rerun with an empty uploader (a second click cannot import the same files again);
                 # the notice is shown by that run.
@@ -150,7 +151,7 @@ if rows:
             try:
                 delete_story(actor, story.id)
             except (ValueError, PermissionDenied) as exc:
-                st.error(str(exc))
+                st.error(md_escape(exc))
             else:
                 st.rerun()
 else:
@@ -166,6 +167,6 @@ with st.expander("Delete this corpus"):
         try:
             delete_corpus(actor, corpus.id)
         except (ValueError, PermissionDenied) as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
             st.rerun()

@@ -84,7 +84,7 @@ with st.expander("Freeze a new version", expanded=True):
     labels = c2.multiselect("Labels (any of)", get_taxonomy(taxonomies[freeze_tax]).label_names, key="exp_labels")
     defaults = CONTEXTUAL_RATIOS if kinds == ["contextual"] else CONTEXTLESS_RATIOS
     r1, r2, r3, r4 = st.columns(4)
-    ratios = {split: col.number_input(f"{split} share", 0.0, 1.0, defaults[split], 0.05, key=f"exp_ratio_{split}_{defaults[split]}")
+    ratios = {split: col.number_input(f"{md_escape(split)} share", 0.0, 1.0, defaults[split], 0.05, key=f"exp_ratio_{split}_{defaults[split]}")
               for col, split in zip((r1, r2, r3), ("train", "dev", "test"))}
     seed = r4.number_input("Seed", 0, 2**31 - 1, versions.DEFAULT_SEED, key="exp_seed")
     version_licence = st.text_input("Licence of the data set", key="exp_version_licence")

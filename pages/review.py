@@ -15,6 +15,7 @@ from core import taxonomy as tax
 from core.auth import PermissionDenied
 from core.review import agreement, campaigns, queue, questions as qs, responses, results
 from core.review.selection import Selection
+from ui.plain import md_escape
 from ui.session import flash, guard, show_flashes
 
 actor = guard("review")
@@ -169,11 +170,11 @@ def rating_question(item, question, names, keyed: bool) -> None:
     anchors = question.anchors
     cols = st.columns(len(qs.RATING_VALUES))
     for col, value in zip(cols, qs.RATING_VALUES):
-        col.button(str(value), key=f"rv_btn:{item.item_id}:{question.name}:{value}", width="stretch",
+        col.button(md_escape(value), key=f"rv_btn:{item.item_id}:{question.name}:{value}", width="stretch",
                    type="primary" if current == value else "secondary", shortcut=str(value) if keyed else None,
-                   help=anchors.get(str(value)), on_click=set_answer, args=(item.item_id, names, question.name, value))
+                   help=md_escape(anchors.get(str(value), "")) or None, on_click=set_answer, args=(item.item_id, names, question.name, value))
     if current in qs.RATING_VALUES and anchors.get(str(current)):
-        st.caption(f"{current}: {anchors[str(current)]}")
+        st.caption(md_escape(f"{current}: {anchors[str(current)]}"))
 
 
 def label_buttons(item, question, names, keyed: bool, order: list[str], multi: bool) -> None:
@@ -185,12 +186,12 @@ def label_buttons(item, question, names, keyed: bool, order: list[str], multi: b
         callback, args = ((toggle_choice, (item.item_id, names, question.name, choice, order)) if multi
                           else (set_answer, (item.item_id, names, question.name, choice)))
         cols[index % LABEL_COLUMNS].button(
-            choice, key=f"rv_btn:{item.item_id}:{question.name}:{choice}", width="stretch", shortcut=shortcut,
+            md_escape(choice), key=f"rv_btn:{item.item_id}:{question.name}:{choice}", width="stretch", shortcut=shortcut,
             type="primary" if choice in picked else "secondary", on_click=callback, args=args)
 
 
 def question_widget(item, question, names, keyed: bool, show_teacher: bool) -> None:
-    st.markdown(f"**{question.title}**" + (" *" if question.required else ""))
+    st.markdown(f"**{md_escape(question.title)}**" + (" *" if question.required else ""))
     key = answer_key(item.item_id, question.name)
     if question.kind == "rating":
         rating_question(item, question, names, keyed)
@@ -203,16 +204,16 @@ def question_widget(item, question, names, keyed: bool, show_teacher: bool) -> N
         else:
             if st.session_state.get(key) not in options:
                 st.session_state[key] = None
-            st.selectbox(question.title, options, key=key, index=None, label_visibility="collapsed",
+            st.selectbox(md_escape(question.title), options, key=key, index=None, label_visibility="collapsed",
                          on_change=widget_changed, args=(item.item_id, names))
     elif question.kind == "flag":
         if st.session_state.get(key) is None:
             st.session_state[key] = False
-        st.checkbox(question.title, key=key, on_change=widget_changed, args=(item.item_id, names))
+        st.checkbox(md_escape(question.title), key=key, on_change=widget_changed, args=(item.item_id, names))
     else:
         if st.session_state.get(key) is None:
             st.session_state[key] = ""
-        st.text_input(question.title, key=key, label_visibility="collapsed",
+        st.text_input(md_escape(question.title), key=key, label_visibility="collapsed",
                       on_change=widget_changed, args=(item.item_id, names))
 
 
@@ -262,7 +263,7 @@ def annotate(campaign: campaigns.CampaignView) -> None:
         guidelines(campaign)
         for question in item.questions:
             for value, text in question.anchors.items():
-                st.caption(f"{question.name} {value}: {text}")
+                st.caption(md_escape(f"{question.name} {value}: {text}"))
         if item.others:
             st.subheader("Other annotators")
             for username, name, value in item.others:
@@ -276,7 +277,7 @@ def annotate(campaign: campaigns.CampaignView) -> None:
             question_widget(item, question, names, question.name == keyed, show_teacher)
         error = st.session_state.pop(ERROR_KEY, None)
         if error:
-            st.error(error)
+            st.error(md_escape(error))
 
 
 # --------------------------------------------------------------------------- admin: new campaign
@@ -294,7 +295,7 @@ def new_campaign_form() -> None:
         name = st.text_input("Name", key="rv_new_name")
         taxonomy = st.selectbox("Taxonomy", taxonomies, index=default_tax, format_func=lambda t: t.name)
         templates = qs.task_questions(task)
-        chosen = [spec for spec in templates if st.checkbox(spec.title, value=True, key=f"rv_q_{task}_{spec.name}")]
+        chosen = [spec for spec in templates if st.checkbox(md_escape(spec.title), value=True, key=f"rv_q_{task}_{spec.name}")]
         extra_title = st.text_input("Add a question (optional title)", key="rv_extra_title")
         extra_kind = st.selectbox("Its kind", qs.KINDS, key="rv_extra_kind")
         extra_choices = st.text_input("Its choices (comma separated, for label questions)", key="rv_extra_choices")
@@ -335,7 +336,7 @@ def new_campaign_form() -> None:
                     questions=chosen, overlap=int(overlap), min_submissions=int(needed), guidelines=guidelines,
                     show_suggestions=show_suggestions, taxonomy_id=taxonomy.id if taxonomy else None)
             except (ValueError, PermissionDenied) as exc:
-                st.error(str(exc))
+                st.error(md_escape(exc))
             else:
                 flash(f"Queued: the worker creates the campaign and chooses its items (job {job_id}). "
                       "It appears here when done; follow it on the Jobs page.", scope="review")
@@ -380,7 +381,7 @@ def results_view(campaign: campaigns.CampaignView) -> None:
                 st.plotly_chart(px.bar(per_label, x="label", y="alpha", title=f"{question.name}: alpha per label"),
                                 key=f"rv_label_chart_{question.name}")
         if question.pairs:
-            st.caption(f"{question.name}: pairwise Cohen's kappa")
+            st.caption(f"{md_escape(question.name)}: pairwise Cohen's kappa")
             st.dataframe(pd.DataFrame([{"annotators": f"{p.first} / {p.second}", "kappa": fmt(p.kappa),
                                         "items": p.items} for p in question.pairs]), hide_index=True)
     if report.teacher:
@@ -419,7 +420,7 @@ def oot_decisions(campaign: campaigns.CampaignView) -> None:
                 try:
                     results.decide_oot_item(actor, campaign.id, votes.item_id, action, target)
                 except (ValueError, PermissionDenied, ImportError) as exc:
-                    st.error(str(exc))
+                    st.error(md_escape(exc))
                 else:
                     flash("Decision applied to the mapping dictionary and the examples.", scope="oot")
                     st.rerun()

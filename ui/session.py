@@ -6,6 +6,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from core.auth import Actor, PermissionDenied, require_page
+from ui.plain import md_escape
 
 ACTOR_KEY = "actor"
 REQUESTED_KEY = "requested_page"  # the page a logged-out visitor asked for (a fixed page id)
@@ -35,7 +36,7 @@ def guard(page_id: str) -> Actor:
     try:
         return require_page(actor, page_id)
     except PermissionDenied as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         st.stop()
         raise  # unreachable: st.stop() raises
 

@@ -10,6 +10,7 @@ from core.review.queue import next_item
 from core.review.selection import Selection
 from tests.review_support import annotators, make_examples
 from tests.test_pages import app, navigation_steady_state, shared_component_registry  # noqa: F401 - fixtures
+from ui.plain import md_escape
 
 SCRIPT = "<script>alert(1)</script> **not bold**"
 
@@ -48,7 +49,7 @@ def test_an_annotator_answers_with_the_buttons_and_goes_back(sqlite_database):
     assert [b.label for b in at.button if b.key.startswith("rv_btn:")][0] == "fear"  # teacher's label first
 
     button(at, "rv_submit").click().run()
-    assert [e.value for e in at.error] == ["Answer this before submitting: Which emotions does the speaker express?"]
+    assert [e.value for e in at.error] == [md_escape("Answer this before submitting: Which emotions does the speaker express?")]
 
     item_id = next_item(ann, campaign.id).item_id
     button(at, f"rv_btn:{item_id}:emotions:fear").click().run()
@@ -98,7 +99,8 @@ def test_a_rating_and_a_flag_are_stored_as_the_contract_says(admin):
     item_id = next_item(ann, campaign.id).item_id
     assert "Teacher: fear 0.50" not in [t.value for t in at.text]  # teacher labels belong to verification only
     button(at, f"rv_btn:{item_id}:specificity:4").click().run()
-    assert [c.value for c in at.caption if c.value.startswith("4:")] == ["4: Fits the situation and the character."]
+    assert [c.value for c in at.caption if c.value.startswith(md_escape("4:"))] == [
+        md_escape("4: Fits the situation and the character.")]
     at.checkbox(key=f"rv_answer:{item_id}:generic").check().run()
     button(at, "rv_submit").click().run()
     assert not at.exception and "Your queue is done. Thank you!" in [s.value for s in at.success]

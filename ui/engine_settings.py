@@ -203,7 +203,7 @@ def _show_check_result(job) -> None:
     if job.status == JobStatus.succeeded:
         result = job.result
         st.success(f"The engine answered: {_inline_code(str(result.get('engine', '')))} with "
-                   f"{_inline_code(str(result.get('model', '')))} in {md_escape(result.get('seconds', '?'))} s.")
+                   f"{_inline_code(str(result.get('model', '')))} in {float(result.get('seconds') or 0):g} s.")
         st.caption("Raw answer:")
         st.code(result.get("answer") or "", language="json")
     elif job.status == JobStatus.failed:

@@ -182,6 +182,8 @@ def test_export_model_never_deletes_an_existing_folder(admin, tmp_path, monkeypa
     exported = snapshot(folder / "model")
     assert exported.keys() == {"config.json", registry.CARD_FILE, "README.md", MANIFEST, "my-eval.txt"}
     assert exported["my-eval.txt"] == b"mine"
+    with pytest.raises(ValueError, match="outside its own files"):
+        registry.export_model(admin, model_id, tmp_path / "model-files" / "inside")
     name, data = registry.export_zip(admin, model_id)  # the page's download: its own folder under EMOFORGE_HOME
     assert name.endswith(".zip") and "safe-model" in name
     registry.export_zip(admin, model_id)  # again: replaces its own files

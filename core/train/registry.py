@@ -243,6 +243,8 @@ def export_model(actor: Actor | None, model_id: int, dest: str | Path | None = N
     if not source.is_dir():
         raise FileNotFoundError(f"the files of model {record.name!r} are missing at {source}")
     target = Path(dest) if dest else _default_export_folder(record)
+    if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
+        raise ValueError(f"export model {record.name!r} into a folder outside its own files ({source})")
     with owned_files.writing_into(target, force=force or dest is None, what=f"model {record.id}") as staging:
         shutil.copytree(source, staging, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("checkpoint*", "*.pt", "optimizer*"))

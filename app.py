@@ -14,6 +14,7 @@ from core.auth import PAGE_ROLES, AuthError, can_open
 from ui.jobs import live_jobs_panel
 from ui.nav import visible_sections
 from ui.session import REQUESTED_KEY, log_in, log_out, signed_in_actor, sync_cookie
+from ui.plain import md_escape
 
 st.set_page_config(page_title="EmoForge", page_icon=":material/psychology:", layout="wide")
 
@@ -97,7 +98,7 @@ else:
     requested = st.session_state.pop(REQUESTED_KEY, None)
     if requested and not can_open(actor, requested):
         # `requested` is one of the fixed page ids (never raw URL text).
-        st.warning(f"Page not found: the {requested} page is not open to the {actor.role.value} role.")
+        st.warning(f"Page not found: the {md_escape(requested)} page is not open to the {md_escape(actor.role.value)} role.")
     elif requested and requested != page.url_path:
         # The address was lost on the way to the login (a typed URL on a fresh server): go there now.
         # The role's first page is the default one, whose url_path reads "": it is already open.

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from core import auth
+    from core import auth, owned_files
     from core.curate import signals
     from core.datasets import export, versions
     from db.migrate import upgrade
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {fmt: sum((workdir / "export" / f).stat().st_size for f in files) for fmt, files in result.files.items()}
     print(f"export of all formats + card: {export_s:.1f} s; bytes per format {sizes}", flush=True)
     started = time.perf_counter()
-    zip_path = export.write_zip(workdir / "export")
+    zip_path = workdir / "export.zip"
+    export.write_zip(workdir / "export", owned_files.manifest_files(workdir / "export"), zip_path)
     print(f"zip for the browser download (not in export_all_formats_s): {time.perf_counter() - started:.1f} s, "
           f"{Path(zip_path).stat().st_size:,} bytes", flush=True)
 

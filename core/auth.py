@@ -4,7 +4,10 @@ Passwords are hashed with Argon2id (argon2-cffi); the clear text is never stored
 Core functions take an `Actor` (who is asking) and call `require_*` before they act, so hiding a
 menu entry is a convenience, never the protection. Logins from the browser go through
 core.sessions (rate limit, session, cookie); changing a user's role, active flag or password here
-ends their sessions.
+ends their sessions. Every public core function that changes data
+takes an actor first (tests/test_roles.py enumerates them). Code that runs on its own (a worker's
+job handler, set-up) passes `system_actor(...)`: an admin-role actor flagged `system`, acting on
+behalf of the user who asked (the job's creator), so rows it writes are still credited to them.
 """
 
 from __future__ import annotations
@@ -42,13 +45,19 @@ class PermissionDenied(Exception):
 class Actor:
     """Who is asking: a plain value handed from the page to core functions."""
 
-    id: int
+    id: int | None
     username: str
     role: Role
+    system: bool = False  # a worker or set-up acting on its own; `id` is who it acts for (may be None)
 
     @property
     def is_admin(self) -> bool:
         return self.role == Role.admin
+
+
+def system_actor(on_behalf_of: int | None = None) -> Actor:
+    """The actor of internal work (job handlers, set-up). Only code constructs it: no login returns it."""
+    return Actor(id=on_behalf_of, username="system", role=Role.admin, system=True)
 
 
 @dataclass(frozen=True)

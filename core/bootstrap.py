@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_models:
         from core import models_setup
 
-        print(f"teacher model: {models_setup.ensure_teacher()}", flush=True)
+        try:
+            print(f"teacher model: {models_setup.ensure_teacher()}", flush=True)
+        except models_setup.TeacherFolderNotOurs as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            return 2
         print(f"student model: {models_setup.ensure_student()}", flush=True)
     create_first_admin()
     return 0

@@ -7,7 +7,7 @@
     python -m core.cli --user admin users add ann --role annotator
     python -m core.cli --user admin import-labelled dev.tsv --source goemotions-dev [--evaluation] [--job]
     python -m core.cli --user admin freeze "v1" --kind contextual [--ratios 0.8,0.1,0.1] [--job]
-    python -m core.cli --user admin export 3 --out ./my-dataset [--formats jsonl,parquet]
+    python -m core.cli --user admin export 3 --out ./my-dataset [--formats jsonl,parquet] [--zip] [--force]
     python -m core.cli --user admin campaign create --name Check --task verification --annotators ann,bob [--job]
     python -m core.cli --user admin campaign preset --annotators ann,bob,cy [--items 200 --run 3]
     python -m core.cli --user admin campaign list
@@ -15,7 +15,7 @@
     python -m core.cli --user admin train 3 [--epochs 4 --lr 1.2e-4 --from-model 2 --per-label-thresholds]
     python -m core.cli --user admin label-issues 3 --folds 5
     python -m core.cli --user admin models
-    python -m core.cli --user admin export-model 1 --out ./my-model
+    python -m core.cli --user admin export-model 1 --out ./my-model [--force]
     python -m core.cli --user admin train-zeroshot 3 [--mode distill|labels] --epochs 1 [--steps 600]
     python -m core.cli --user admin baselines [--teacher emotion6 --limit 100]
     python -m core.cli --user admin evaluate 1 2 --set emotion6 --set semeval-ec [--version 3 --split test]
@@ -105,7 +105,7 @@ def cmd_export(actor: auth.Actor, args: argparse.Namespace) -> int:
     from core.datasets import export
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip()) or export.FORMATS
-    result = export.export_version(actor, args.version, args.out, formats, make_zip=args.zip)
+    result = export.export_version(actor, args.version, args.out, formats, make_zip=args.zip, force=args.force)
     print(f"version {args.version}: {result.rows:,} rows written to {result.folder} ({', '.join(result.files)})"
           + (f"; zip {result.zip_path}" if result.zip_path else ""))
     return 0
@@ -150,8 +150,7 @@ def cmd_models(actor: auth.Actor, args: argparse.Namespace) -> int:
 def cmd_export_model(actor: auth.Actor, args: argparse.Namespace) -> int:
     from core.train import registry
 
-    auth.require_admin(actor)
-    folder = registry.export_model(args.model, args.out)
+    folder = registry.export_model(actor, args.model, args.out, force=args.force)
     print(f"model {args.model} written to {folder} (a Hugging Face model folder)")
     return 0
 
@@ -389,6 +388,8 @@ def _add_campaign_parsers(sub) -> None:
     res.add_argument("--agreement", action="store_true", help="the agreement figures instead of the answers")
     res.add_argument("--out", default="", help="file to write (default: standard output)")
     res.set_defaults(run=cmd_campaign_results)
+FORCE_HELP = ("write into a non-empty folder, replacing only the files an earlier EmoForge export wrote there "
+              "(listed in its .emoforge-manifest.json); any other file it would overwrite stops the export")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,9 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="write a dataset version (all formats and its card) to a folder")
     exp.add_argument("version", type=int, help="dataset version id (see the Export page)")
-    exp.add_argument("--out", required=True, help="folder to write into")
+    exp.add_argument("--out", required=True, help="a new or empty folder to write into")
     exp.add_argument("--formats", default="", help="comma-separated: jsonl,csv,parquet,hf_datasets,goemotions_tsv")
-    exp.add_argument("--zip", action="store_true", help="also write <out>.zip")
+    exp.add_argument("--zip", action="store_true", help="also write a zip of the export inside the folder")
+    exp.add_argument("--force", action="store_true", help=FORCE_HELP)
     exp.set_defaults(run=cmd_export)
 
     from core.train.classifier import ClassifierConfig
@@ -473,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     exm = sub.add_parser("export-model", help="write a registered model as a Hugging Face model folder")
     exm.add_argument("model", type=int, help="model id (see `models`)")
-    exm.add_argument("--out", required=True)
+    exm.add_argument("--out", required=True, help="a new or empty folder to write into")
+    exm.add_argument("--force", action="store_true", help=FORCE_HELP)
     exm.set_defaults(run=cmd_export_model)
 
     zs = sub.add_parser("train-zeroshot", help="queue a contrastive (zero-shot) training run on a dataset version")

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from core.auth import Actor, require_admin
+from core.auth import Actor, require_admin, system_actor
 from db.models import GenerationRun, Job, JobEvent, JobStatus, RunStatus, TrainingRun, User, utcnow
 from db.session import commit_check, get_engine, is_sqlite, read_session, write_session
 
@@ -154,14 +154,15 @@ def enqueue(
     session: Session | None = None,
 ) -> int:
     """Queue a job and return its id. Pass `session` to enqueue inside a caller's transaction."""
+    require_admin(actor)
     if session is None:
         with write_session() as own:
             return enqueue(actor, kind, payload, title=title, max_attempts=max_attempts, session=own)
     job = Job(kind=kind, payload=payload or {}, title=title or kind, max_attempts=max_attempts,
-              created_by_id=actor.id if actor else None)
+              created_by_id=actor.id)
     session.add(job)
     session.flush()
-    _event(session, job.id, f"queued by {actor.username if actor else 'system'}")
+    _event(session, job.id, f"queued by {actor.username}")
     return job.id
 
 
@@ -358,6 +359,11 @@ class JobContext:
         """
         with commit_check(self.assert_lease):
             yield
+
+    @property
+    def actor(self) -> Actor:
+        """Who a handler acts as when it calls core functions: the system, for the user who queued the job."""
+        return system_actor(self.created_by_id)
 
     @contextmanager
     def batch(self) -> Iterator[Session]:

@@ -177,8 +177,9 @@ def _reapply(session: Session, taxonomy_id: int, name: str, target_id: int | Non
     return result.rowcount or 0
 
 
-def reapply_all(taxonomy_id: int) -> int:
+def reapply_all(actor: Actor | None, taxonomy_id: int) -> int:
     """Re-apply every mapping of a taxonomy (after a bulk edit of the dictionary)."""
+    require_admin(actor)
     with write_session() as session:
         mappings = list(session.scalars(select(OOTMapping).where(OOTMapping.taxonomy_id == taxonomy_id)))
         updated = sum(_reapply(session, taxonomy_id, m.source_name,

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from core.auth import Actor, require_admin
 from core.uploads import decode_upload
-from db.models import Label, LabelGrouping, OOTAction, OOTMapping, Taxonomy
+from db.models import Example, Label, LabelGrouping, OOTAction, OOTMapping, Suggestion, Taxonomy, utcnow
 from db.session import read_session, write_session
 
 MAX_LABEL_LENGTH = 64
@@ -416,22 +416,56 @@ def _insert_taxonomy(name: str, description: str, labels: list[tuple[str, str]],
         return _detail(taxonomy)
 
 
+@dataclass(frozen=True)
+class LabelRemoval:
+    """What removing one label touches (the Admin page shows it before asking to confirm)."""
+
+    name: str
+    suggestions: int  # teacher and gold suggestions of it: kept, as out-of-taxonomy names
+    groupings: int  # links to labels of other taxonomies, removed with it
+    mapped_names: int  # out-of-taxonomy names mapped onto it: back to pending
+
+
+class RemovalNeedsConfirmation(TaxonomyError):
+    """Saving would remove labels that examples carry; nothing was changed. Save again confirming it."""
+
+    def __init__(self, removals: list[LabelRemoval]):
+        self.removals = removals
+        listed = ", ".join(f"{r.name!r} ({r.suggestions} suggestion{'s' if r.suggestions != 1 else ''})"
+                           for r in removals)
+        super().__init__(
+            f"Removing {listed} takes these labels off their examples. Confirm to remove them: the suggestions "
+            f"are kept as out-of-taxonomy names and count for the label again if it is added back."
+        )
+
+
+# A label being renamed gets this name for a moment, so that two labels may swap names in one save.
+# Real names are normalised (no leading space), so it can never clash with one.
+def _renaming(label_id: int) -> str:
+    return f" renaming {label_id}"
+
+
 def update_taxonomy(
     actor: Actor | None,
     taxonomy_id: int,
     *,
     name: str | None = None,
     description: str | None = None,
-    labels: list[tuple[str, str]] | None = None,
+    labels: list[tuple[str, str]] | list[tuple[int | None, str, str]] | None = None,
     multi_label: bool | None = None,
+    confirm_removals: bool = False,
 ) -> TaxonomyDetail:
-    """Change what is given. `labels` is the full new list, in order.
+    """Change what is given, in one transaction: all of it is saved, or (on any error) none of it.
 
-    A label whose name is still there keeps its id (and so its groupings and suggestions);
-    a label left out is deleted with what points at it. Renaming is `rename_label`.
+    `labels` is the full new list, in order: (name, description), or (label id, name, description)
+    where a row with the id of an existing label renames it. A label keeps its id (and so its
+    groupings and suggestions) when its id or its name is still in the list. A label left out is
+    removed; when examples carry it, only with `confirm_removals` (else RemovalNeedsConfirmation,
+    listing what it touches), and its suggestions are kept as out-of-taxonomy names, which a label
+    of that name added later takes back.
     """
     require_admin(actor)
-    cleaned = _clean_given_labels(labels) if labels is not None else None
+    rows = _clean_label_rows(labels) if labels is not None else None
     with write_session() as session:
         taxonomy = _taxonomy_or_error(session, taxonomy_id)
         if name is not None:
@@ -442,22 +476,105 @@ def update_taxonomy(
             taxonomy.description = description.strip()
         if multi_label is not None:
             taxonomy.multi_label = multi_label
-        if cleaned is not None:
-            _replace_labels(taxonomy, cleaned)
+        if rows is not None:
+            _replace_labels(session, taxonomy, rows, confirm_removals, actor)
         session.flush()
         session.refresh(taxonomy, ["labels"])
         return _detail(taxonomy)
 
 
-def _replace_labels(taxonomy: Taxonomy, labels: list[tuple[str, str]]) -> None:
-    existing = {label.name: label for label in taxonomy.labels}
-    kept: list[Label] = []
-    for position, (name, description) in enumerate(labels):
-        label = existing.get(name) or Label(name=name)
-        label.description, label.position = description, position
-        kept.append(label)
-    # delete-orphan on Taxonomy.labels deletes the labels no longer in the list.
-    taxonomy.labels = kept
+def _clean_label_rows(labels: list) -> list[tuple[int | None, str, str]]:
+    ids = [item[0] if not isinstance(item, str) and len(item) == 3 else None for item in labels]
+    pairs = [item[1:] if not isinstance(item, str) and len(item) == 3 else item for item in labels]
+    return [(label_id, n, d) for label_id, (n, d) in zip(ids, _clean_given_labels(pairs))]
+
+
+def _replace_labels(session: Session, taxonomy: Taxonomy, rows: list[tuple[int | None, str, str]],
+                    confirm_removals: bool, actor: Actor) -> None:
+    by_id = {label.id: label for label in taxonomy.labels}
+    chosen: list[tuple[Label | None, str, str]] = []
+    for label_id, name, description in rows:
+        if label_id is not None and label_id not in by_id:
+            raise TaxonomyError(f"Label {name!r}: no label with id {label_id} in this taxonomy (reload the page).")
+        chosen.append((by_id.get(label_id) if label_id is not None else None, name, description))
+    # A row without an id keeps the existing label of its name, unless a row with an id took it.
+    taken = {label.id for label, _, _ in chosen if label is not None}
+    free = {label.name: label for label in taxonomy.labels if label.id not in taken}
+    chosen = [(label or free.pop(name, None), name, description) for label, name, description in chosen]
+    kept_ids = {label.id for label, _, _ in chosen if label is not None}
+    removed = [label for label in taxonomy.labels if label.id not in kept_ids]
+    removals = _removals(session, removed)
+    if any(r.suggestions for r in removals) and not confirm_removals:
+        raise RemovalNeedsConfirmation([r for r in removals if r.suggestions])
+    _archive_suggestions(session, taxonomy.id, removed, actor)
+
+    renamed = [(label, name) for label, name, _ in chosen if label is not None and label.name != name]
+    for label, _ in renamed:
+        label.name = _renaming(label.id)
+    taxonomy.labels = [label for label, _, _ in chosen if label is not None]  # delete-orphan removes the rest
+    session.flush()
+    final = []
+    for position, (label, name, description) in enumerate(chosen):
+        label = label or Label(name=name)
+        label.name, label.description, label.position = name, description, position
+        final.append(label)
+    taxonomy.labels = final
+    session.flush()
+    new_names = {label for label in final if label.id not in by_id} | {label for label, _ in renamed}
+    for label in new_names:
+        _take_back_suggestions(session, taxonomy.id, label)
+    from core.labels import refresh_oot_counts  # core.labels imports this module
+
+    refresh_oot_counts(session, taxonomy.id)
+
+
+def _removals(session: Session, labels: list[Label]) -> list[LabelRemoval]:
+    found = []
+    for label in labels:
+        suggestions = session.scalar(select(func.count(Suggestion.id)).where(Suggestion.label_id == label.id))
+        groupings = session.scalar(select(func.count(LabelGrouping.id)).where(
+            (LabelGrouping.source_label_id == label.id) | (LabelGrouping.target_label_id == label.id)))
+        mapped = session.scalar(select(func.count(OOTMapping.id)).where(OOTMapping.target_label_id == label.id))
+        found.append(LabelRemoval(label.name, int(suggestions or 0), int(groupings or 0), int(mapped or 0)))
+    return found
+
+
+def _archive_suggestions(session: Session, taxonomy_id: int, labels: list[Label], actor: Actor) -> None:
+    """Before the labels go: their suggestions become out-of-taxonomy names instead of being deleted.
+
+    A suggestion of the label itself keeps the label's name as its OOT name (pending, with a note); one
+    that counted for it through a mapped OOT name keeps that name, and the mapping goes back to pending.
+    """
+    for label in labels:
+        native = session.execute(
+            update(Suggestion).where(Suggestion.label_id == label.id, Suggestion.oot_name.is_(None))
+            .values(label_id=None, oot_name=label.name).execution_options(synchronize_session=False)
+        ).rowcount
+        session.execute(update(Suggestion).where(Suggestion.label_id == label.id).values(label_id=None)
+                        .execution_options(synchronize_session=False))
+        session.execute(update(OOTMapping).where(OOTMapping.target_label_id == label.id)
+                        .values(action=OOTAction.pending, target_label_id=None)
+                        .execution_options(synchronize_session=False))
+        if native:
+            mapping = session.scalar(select(OOTMapping).where(OOTMapping.taxonomy_id == taxonomy_id,
+                                                              OOTMapping.source_name == label.name))
+            if mapping is None:
+                mapping = OOTMapping(taxonomy_id=taxonomy_id, source_name=label.name, occurrences=0)
+                session.add(mapping)
+            mapping.action, mapping.target_label_id = OOTAction.pending, None
+            mapping.decided_by_id, mapping.decided_at = actor.id, utcnow()
+            mapping.note = f"a label until {actor.username} removed it; add the label again to restore it"
+
+
+def _take_back_suggestions(session: Session, taxonomy_id: int, label: Label) -> None:
+    """A name that is a label is no out-of-taxonomy name: its suggestions (say of a removed label that is
+    added back) count for the label again, and its OOT mapping goes."""
+    examples = select(Example.id).where(Example.taxonomy_id == taxonomy_id)
+    session.execute(update(Suggestion).where(Suggestion.oot_name == label.name, Suggestion.example_id.in_(examples))
+                    .values(label_id=label.id, oot_name=None).execution_options(synchronize_session=False))
+    session.execute(delete(OOTMapping).where(OOTMapping.taxonomy_id == taxonomy_id,
+                                             OOTMapping.source_name == label.name)
+                    .execution_options(synchronize_session=False))
 
 
 def rename_label(actor: Actor | None, label_id: int, new_name: str) -> LabelView:
@@ -473,7 +590,10 @@ def rename_label(actor: Actor | None, label_id: int, new_name: str) -> LabelView
         )
         if taken is not None:
             raise TaxonomyError(f"This taxonomy already has a label {name!r}.")
-        label.name = name
+        if label.name != name:
+            label.name = name
+            session.flush()
+            _take_back_suggestions(session, label.taxonomy_id, label)
         return LabelView(label.id, label.name, label.description, label.position)
 
 

@@ -13,6 +13,7 @@ from core.auth import (
 )
 from db.models import Role
 from ui.engine_settings import render_engine_settings
+from ui.plain import md_escape
 from ui.prompts_and_labels import render_prompts_and_labels
 from ui.session import flash, guard, show_flashes
 
@@ -25,7 +26,7 @@ ROLES = [role.value for role in Role]
 
 
 def show_failure(exc: Exception) -> None:
-    st.error(str(exc))
+    st.error(md_escape(exc))
 
 
 # --------------------------------------------------------------------------- users
@@ -53,7 +54,7 @@ with users_tab:
                 except (ValueError, PermissionDenied) as exc:
                     show_failure(exc)
                 else:
-                    flash(f"User created ({created.role.value}).", scope="users")
+                    flash(f"User created ({md_escape(created.role.value)}).", scope="users")
                     st.rerun()
 
     with right:
@@ -99,17 +100,17 @@ def edited_rows(frame: pd.DataFrame) -> list[tuple[object, str, str]]:
     return rows
 
 
-def save_taxonomy(detail: tax.TaxonomyDetail, name: str, description: str, multi_label: bool,
-                  frame: pd.DataFrame) -> None:
-    rows = edited_rows(frame)
-    original = {label.id: label.name for label in detail.labels}
-    # A renamed label keeps its id (and its groupings) through rename_label; the full list then goes
-    # to update_taxonomy, which adds the new rows and deletes the removed ones.
-    for label_id, new_name, _ in rows:
-        if label_id in original and tax.normalise_label(new_name) != original[label_id]:
-            tax.rename_label(actor, label_id, new_name)
-    tax.update_taxonomy(actor, detail.id, name=name, description=description, multi_label=multi_label,
-                        labels=[(label_name, label_description) for _, label_name, label_description in rows])
+def save_taxonomy(taxonomy_id: int, edit: dict, confirm_removals: bool = False) -> None:
+    """One core call, one transaction: renames (rows keep their label id), additions and removals together."""
+    tax.update_taxonomy(actor, taxonomy_id, name=edit["name"], description=edit["description"],
+                        multi_label=edit["multi_label"], labels=edit["labels"], confirm_removals=confirm_removals)
+
+
+def saved(version: int) -> None:
+    st.session_state.pop("taxonomy_pending_removal", None)
+    st.session_state["taxonomy_editor_version"] = version + 1
+    flash("Taxonomy saved.", scope="taxonomies")
+    st.rerun()
 
 
 LABEL_COLUMNS = {
@@ -142,14 +143,32 @@ with taxonomies_tab:
                 key=f"taxonomy_labels_{detail.id}_{version}",
             )
             if st.form_submit_button("Save", type="primary"):
+                edit = {"name": edit_name, "description": edit_description, "multi_label": edit_multi,
+                        "labels": edited_rows(frame)}
                 try:
-                    save_taxonomy(detail, edit_name, edit_description, edit_multi, frame)
+                    save_taxonomy(detail.id, edit)
+                except tax.RemovalNeedsConfirmation as exc:
+                    st.session_state["taxonomy_pending_removal"] = {"taxonomy_id": detail.id, "edit": edit,
+                                                                    "message": str(exc)}
                 except (ValueError, PermissionDenied) as exc:
                     show_failure(exc)
                 else:
-                    st.session_state["taxonomy_editor_version"] = version + 1
-                    flash("Taxonomy saved.", scope="taxonomies")
-                    st.rerun()
+                    saved(version)
+
+        pending = st.session_state.get("taxonomy_pending_removal")
+        if pending and pending["taxonomy_id"] == detail.id:
+            st.warning(md_escape(pending["message"]))
+            confirm_col, cancel_col = st.columns(2)
+            if confirm_col.button("Remove them and save", key="taxonomy_confirm_removal", type="primary"):
+                try:
+                    save_taxonomy(detail.id, pending["edit"], confirm_removals=True)
+                except (ValueError, PermissionDenied) as exc:
+                    show_failure(exc)
+                else:
+                    saved(version)
+            if cancel_col.button("Keep the labels", key="taxonomy_cancel_removal"):
+                st.session_state.pop("taxonomy_pending_removal", None)
+                st.rerun()
 
         st.subheader("Out-of-taxonomy names")
         st.caption("Emotion names the teacher used outside this taxonomy, and what is done with them.")

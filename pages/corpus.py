@@ -16,6 +16,7 @@ from core.corpus import (
     list_stories,
 )
 from ui.session import guard
+from ui.plain import md_escape
 
 actor = guard("corpus")
 
@@ -34,7 +35,7 @@ with st.container(border=True):
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
         message, queued = notice
-        st.success(message)  # numbers only: the corpus name is shown by the table below
+        st.success(md_escape(message))  # it names the corpus: typed by a user
         if queued:
             st.page_link("pages/jobs.py", label="Follow them on the Jobs page", icon=":material/pending_actions:")
     upload_round = st.session_state.get("corpus_upload_round", 0)  # a new round empties the uploader
@@ -69,7 +70,7 @@ with st.container(border=True):
                 outcome = import_or_enqueue(actor, corpus_name, [(f.name, f.getvalue()) for f in files],
                                             description=description)
             except (CorpusFileError, ValueError, PermissionDenied) as exc:  # a bad file: nothing was imported
-                st.error(str(exc))
+                st.error(md_escape(exc))
             else:
                 # Rerun with an empty uploader (a second click cannot import the same files again);
                 # the notice is shown by that run.
@@ -135,7 +136,7 @@ if rows:
             try:
                 delete_story(actor, story.id)
             except (ValueError, PermissionDenied) as exc:
-                st.error(str(exc))
+                st.error(md_escape(exc))
             else:
                 st.rerun()
 else:
@@ -151,6 +152,6 @@ with st.expander("Delete this corpus"):
         try:
             delete_corpus(actor, corpus.id)
         except (ValueError, PermissionDenied) as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
             st.rerun()

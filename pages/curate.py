@@ -119,7 +119,7 @@ if rows:
                 except (actions.CurationError, PermissionDenied) as exc:
                     st.error(md_escape(exc))
                 else:
-                    flash(f"{label}ed example #{chosen}.", scope="curate")
+                    flash(f"{label}ed example #{int(chosen)}.", scope="curate")
                     st.rerun()
         with st.expander("History of this example"):
             history = actions.example_history(actor, chosen)
@@ -138,15 +138,16 @@ with st.container(border=True):
     bulk_labels = b.multiselect("Labels (for relabel)", all_labels, key="cur_bulk_labels",
                                 disabled=bulk_action != "relabel")
     reason = st.text_input("Reason (kept in the history)", key="cur_bulk_reason")
-    confirm = st.checkbox(f"Yes, {bulk_action} all {total:,} matching examples", key="cur_bulk_confirm")
+    confirm = st.checkbox(f"Yes, {md_escape(bulk_action)} all {total:,} matching examples", key="cur_bulk_confirm")
     if st.button("Apply to all matches", type="primary", disabled=not confirm or total == 0, key="cur_bulk_apply"):
         chosen_labels = bulk_labels if bulk_action == "relabel" else None
         try:
             outcome = actions.decide_or_enqueue(actor, bulk_action, selection, labels=chosen_labels, reason=reason)
             if outcome.queued:
-                message = f"Job #{outcome.job_id} queued: the worker applies {bulk_action} to {total:,} examples."
+                message = (f"Job #{outcome.job_id} queued: the worker applies {md_escape(bulk_action)} "
+                           f"to {total:,} examples.")
             else:
-                message = (f"{outcome.report.action}: {outcome.report.count:,} examples changed; "
+                message = (f"{md_escape(outcome.report.action)}: {outcome.report.count:,} examples changed; "
                            "undo it below if it was a mistake.")
         except (actions.CurationError, PermissionDenied) as exc:
             st.error(md_escape(exc))

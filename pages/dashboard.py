@@ -7,7 +7,7 @@ import streamlit as st
 from core.curate.dashboard import dashboard
 from core.review.tasks.diversity import character_similarity, enqueue_character_similarity
 from core.stats import overview
-from ui.plain import chart_text
+from ui.plain import chart_text, md_escape
 from ui.session import guard
 
 actor = guard("dashboard")
@@ -111,4 +111,4 @@ if board.throughput:
                            hover_data=["jobs"]))
 else:
     st.caption("No job finished in the last 24 hours.")
-st.caption("Jobs by status: " + ", ".join(f"{s} {n:,}" for s, n in stats.jobs_by_status.items()))
+st.caption("Jobs by status: " + ", ".join(f"{md_escape(s)} {n:,}" for s, n in stats.jobs_by_status.items()))

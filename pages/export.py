@@ -81,7 +81,7 @@ with st.expander("Freeze a new version", expanded=True):
     r1, r2, r3, r4 = st.columns(4)
     custom = r4.checkbox("Choose the split ratios", key="exp_custom_ratios",
                          help=f"Default: {default_ratios_text()}.")
-    ratios = {split: col.number_input(f"{split} share", 0.0, 1.0, CONTEXTLESS_RATIOS[split], 0.05,
+    ratios = {split: col.number_input(f"{md_escape(split)} share", 0.0, 1.0, CONTEXTLESS_RATIOS[split], 0.05,
                                       key=f"exp_ratio_{split}", disabled=not custom)
               for col, split in zip((r1, r2, r3), ("train", "dev", "test"))}
     seed = r4.number_input("Seed", 0, 2**31 - 1, versions.DEFAULT_SEED, key="exp_seed")

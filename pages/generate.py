@@ -13,6 +13,7 @@ from core.pipeline import runs, templates
 from core.pipeline.plan import PlanError
 from core.taxonomy import get_taxonomy, list_taxonomies
 from ui.annotate import render_annotation_tab
+from ui.plain import md_escape
 from ui.session import flash, guard, show_flashes
 
 actor = guard("generate")
@@ -28,7 +29,7 @@ new_tab, runs_tab, compare_tab, annotate_tab = st.tabs(["New run", "Runs", "Comp
 
 
 def _failure(exc: Exception) -> None:
-    st.error(str(exc))
+    st.error(md_escape(exc))
 
 
 # --------------------------------------------------------------------------- new run
@@ -78,8 +79,8 @@ with new_tab:
                     format_func=labels_by_id.get, key=f"gen_tpl_{stage}")
         name = st.text_input("Run name (optional)", key="gen_name")
         engine = engine_settings.load()
-        st.caption(f"Engine: {engine.engine} · model {engine.resolved_model} · temperature "
-                   f"{engine.default_sampling().temperature}, top-p {engine.default_sampling().top_p} "
+        st.caption(f"Engine: {md_escape(engine.engine)} · model {md_escape(engine.resolved_model)} · temperature "
+                   f"{engine.default_sampling().temperature:g}, top-p {engine.default_sampling().top_p:g} "
                    "(change them under Admin → Engine; each request gets its own seed from the run's seed).")
 
         def _weights(text: str) -> dict[str, float]:
@@ -100,12 +101,12 @@ with new_tab:
             planned = pipeline.prepare_config(config, int(sample_size) if sample_size else None)
             estimate = pipeline.estimate_run(planned, template_ids)
         except PlanError as exc:
-            st.warning(str(exc))
+            st.warning(md_escape(exc))
             estimate = None
         if estimate is not None:
             st.subheader("Cost before launch")
-            st.write(f"{estimate.stories} stories, {estimate.passages} passages, up to {estimate.characters} "
-                     f"characters and {estimate.utterances} utterances: **{estimate.calls:,} LLM calls**, about "
+            st.write(f"{estimate.stories:,} stories, {estimate.passages:,} passages, up to {estimate.characters:,} "
+                     f"characters and {estimate.utterances:,} utterances: **{estimate.calls:,} LLM calls**, about "
                      f"**{estimate.tokens:,} tokens** at most (prompt tokens estimated at 4 characters each; "
                      "output counted at each stage's max_tokens).")
             st.dataframe(pd.DataFrame([{"stage": templates.STAGE_TITLES[s.stage], "calls": s.calls,
@@ -129,9 +130,10 @@ with new_tab:
 def _live_stages(run_id: int) -> None:
     detail = runs.run_detail(actor, run_id)
     done, total, note = detail.job_progress
-    st.write(f"Status: **{detail.status}**" + (f" · job #{detail.job_id}: {detail.job_status}" if detail.job_id else ""))
+    st.write(f"Status: **{md_escape(detail.status)}**"
+             + (f" · job #{detail.job_id}: {md_escape(detail.job_status)}" if detail.job_id else ""))
     if detail.job_status in ("queued", "running"):
-        st.progress(done / total if total else 0.0, text=note or "waiting for a worker")
+        st.progress(done / total if total else 0.0, text=md_escape(note) if note else "waiting for a worker")
     st.dataframe(pd.DataFrame([{
         "stage": templates.STAGE_TITLES[row.stage], "state": row.state, "requests": row.requests,
         "from cache": row.cached, "answered": row.answered, "invalid": row.invalid, "failed": row.failed,
@@ -145,7 +147,7 @@ def _live_stages(run_id: int) -> None:
     c1.metric("Characters", detail.characters)
     c2.metric("Context-less examples", detail.examples_contextless)
     c3.metric("Contextual examples", detail.examples_contextual,
-              help=f"{detail.flagged} flagged: the context or utterance still names its emotion")
+              help=f"{detail.flagged:,} flagged: the context or utterance still names its emotion")
 
 
 with runs_tab:

@@ -8,6 +8,7 @@ from core.llm.runner import unanswered_requests
 from db.models import JobStatus
 from ui.jobs import job_row, render_progress
 from ui.session import guard
+from ui.plain import md_escape
 
 actor = guard("jobs")
 
@@ -40,7 +41,7 @@ def jobs_view() -> None:
     try:
         job = get_job(actor, job_id)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         return
 
     st.subheader(f"Job {job.id}")
@@ -50,7 +51,7 @@ def jobs_view() -> None:
 
     failure = st.session_state.pop("jobs_action_error", None)
     if failure:
-        st.error(failure)
+        st.error(md_escape(failure))
     if job.status in (JobStatus.queued, JobStatus.running):
         label = "Cancel requested" if job.cancel_requested else "Cancel"
         st.button(label, key=f"cancel_{job.id}", disabled=job.cancel_requested, icon=":material/cancel:",

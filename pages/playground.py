@@ -110,7 +110,7 @@ with tabs[1]:
             st.plotly_chart(charts.calibration_curve(results, f"Calibration on {benchmark}"), key="pg_calibration")
             for i in picked:
                 row = latest[i]
-                with st.expander(f"{row.model}: macro-F1 {row.macro_f1:.3f}, micro-F1 {row.micro_f1:.3f}, "
+                with st.expander(f"{md_escape(row.model)}: macro-F1 {row.macro_f1:.3f}, micro-F1 {row.micro_f1:.3f}, "
                                  f"{row.examples:,} texts"):
                     st.caption(md_escape(f"Decision rule: {row.figures.get('rule')}"))
                     st.dataframe(pd.DataFrame(row.figures.get("per_label", [])), hide_index=True,

@@ -98,7 +98,7 @@ def results_view(campaign: campaigns.CampaignView) -> None:
                  hide_index=True)
     for question in report.questions:
         if question.pairs:
-            st.caption(f"{question.name}: pairwise Cohen's kappa")
+            st.caption(f"{md_escape(question.name)}: pairwise Cohen's kappa")
             st.dataframe(pd.DataFrame([{"annotators": f"{p.first} / {p.second}", "kappa": fmt(p.kappa),
                                         "items": p.items} for p in question.pairs]), hide_index=True)
 

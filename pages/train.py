@@ -187,12 +187,12 @@ with models_tab:
                      "metrics": {k: v for k, v in model.metrics.items() if not k.endswith("per_label")}})
         if st.button("Export as a Hugging Face model folder", key="trn_export"):
             try:
-                folder = registry.export_model(model.id)
+                folder = registry.export_model(actor, model.id)
             except (OSError, ValueError) as exc:
                 st.error(md_escape(exc))
             else:
                 st.success(f"Written to {md_escape(folder)}.")
-                name, data = registry.export_zip(model.id)
+                name, data = registry.export_zip(actor, model.id)
                 st.download_button("Download the zip", data, file_name=name, mime="application/zip",
                                    key="trn_export_zip")
         st.caption("From a terminal: `python -m core.cli export-model MODEL_ID --out FOLDER`.")

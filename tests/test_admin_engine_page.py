@@ -10,6 +10,7 @@ from tests.test_pages import (  # noqa: F401 (fixtures)
     open_page,
     shared_component_registry,
 )
+from ui.plain import md_escape
 
 SECRET = "sk-engine-page-secret-4711"
 
@@ -75,7 +76,7 @@ def test_an_invalid_base_url_is_refused_with_the_reason(admin):
 
     at = engine_tab_with_openai(admin, "llm.example.org:8000")
     assert [e.value for e in at.error] == [
-        "The openai engine needs a base URL such as http://127.0.0.1:8000/v1."]
+        md_escape("The openai engine needs a base URL such as http://127.0.0.1:8000/v1.")]
     assert not at.success
     current = engine_settings.load()
     assert current.engine == "vllm" and not current.api_key_set

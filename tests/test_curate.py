@@ -121,7 +121,7 @@ def test_filters_by_review_rating_agreement_and_any_signal(admin, corpus):
     assert ids_of(admin, CurationFilter(rating_min=4)) == [e["joy"]]
     assert ids_of(admin, CurationFilter(rating_max=2)) == [e["anger"]]
 
-    assert signals.compute_review_agreement() == {"agreement_examples": 1, "reviewed_examples": 2}
+    assert signals.compute_review_agreement(admin) == {"agreement_examples": 1, "reviewed_examples": 2}
     assert ids_of(admin, CurationFilter(agreement_max=0.6)) == [e["joy"]]  # Jaccard {joy} vs {joy, pride}
     with write_session() as session:  # a label-issue score written by the training engineer's job
         session.add_all([Signal(example_id=e["weak"], kind="label_issue", value=0.9),
@@ -215,7 +215,7 @@ def test_duplicate_signals_with_the_bundled_minilm(admin):
     c = add_example("What a lovely morning for a walk by the sea.", {"joy": 0.7})
     d = add_example("what a lovely morning for a walk by the sea", {"joy": 0.7})
     e = add_example("The train leaves at nine.", {"neutral": 0.9})
-    result = signals.compute_duplicates(near_threshold=0.9)
+    result = signals.compute_duplicates(admin, near_threshold=0.9)
     assert result["exact_duplicates"] == 2 and result["near_duplicates"] == 4
     with read_session() as session:
         rows = {(s.example_id, s.kind): s.value for s in session.scalars(select(Signal))}
@@ -223,7 +223,7 @@ def test_duplicate_signals_with_the_bundled_minilm(admin):
     assert rows[(a, signals.NEAR)] == rows[(b, signals.NEAR)] == a
     assert (e, signals.NEAR) not in rows
     assert ids_of(admin, CurationFilter(signal_kind=signals.NEAR)) == [a, b, c, d]
-    signals.compute_duplicates(near_threshold=0.9)  # recomputed, not added twice
+    signals.compute_duplicates(admin, near_threshold=0.9)  # recomputed, not added twice
     with read_session() as session:
         assert len(session.scalars(select(Signal)).all()) == 6
 
@@ -251,7 +251,7 @@ def test_diversity_per_emotion_and_character_is_stored(admin):
         add_example(text, {"joy": 0.9}, character_id=ann)
     for text in ("The storm scares me.", "Dark woods at night frighten everyone.", "Please don't leave me here."):
         add_example(text, {"fear": 0.9}, character_id=bob)
-    assert diversity.compute_diversity(embed=False) == {"diversity_groups": 4}
+    assert diversity.compute_diversity(admin, embed=False) == {"diversity_groups": 4}
     emotions = {row.group_key: row for row in diversity.diversity_table("emotion")}
     assert emotions["fear"].metrics["distinct_2"] > emotions["joy"].metrics["distinct_2"]
     assert emotions["joy"].metrics["self_bleu"] > emotions["fear"].metrics["self_bleu"]
@@ -310,8 +310,8 @@ def test_bulk_action_job_for_large_results_runs_once_and_undoes(admin, corpus):
     assert job.result == {"batch_id": batch_id, "action": "relabel", "count": 4}
     assert len(ids_of(admin, CurationFilter(labels=("surprise",)))) == 4
     # A retry after a crash between commit and finish must not apply the batch twice.
-    again = actions.decide(None, "relabel", selection=CurationFilter(kinds=("contextless",)), labels=["joy"],
-                           batch_id=batch_id, user_id=admin.id)
+    again = actions.decide(admin, "relabel", selection=CurationFilter(kinds=("contextless",)), labels=["joy"],
+                           batch_id=batch_id)
     assert again.count == 4 and len(ids_of(admin, CurationFilter(labels=("joy",)))) == 0
     assert actions.list_batches(admin)[0].by == "admin"
     assert actions.undo(admin, batch_id) == 4

@@ -10,6 +10,7 @@ from db.models import Example
 from db.session import read_session
 from tests.curate_support import add_example, add_review, make_stories
 from tests.test_pages import navigation_steady_state, open_page, shared_component_registry  # noqa: F401
+from ui.plain import md_escape
 
 
 def statuses() -> dict[int, str]:
@@ -85,7 +86,7 @@ def test_annotators_cannot_open_curation_pages(annotator):
         assert page not in visible
         at = log_in_as(AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=30), annotator)
         at.run()
-        assert [e.value for e in at.error] == [f"The annotator role cannot open the {page} page."]
+        assert [e.value for e in at.error] == [md_escape(f"The annotator role cannot open the {page} page.")]
 
 
 def test_text_from_data_is_escaped_for_markdown_and_charts():

@@ -13,6 +13,7 @@ from tests.test_pages import (  # noqa: F401 (fixtures)
     open_page,
     shared_component_registry,
 )
+from ui.plain import md_escape
 
 
 def _ready():
@@ -63,7 +64,7 @@ def test_admin_saves_a_new_template_version_and_refuses_an_unknown_placeholder(a
     area = next(a for a in at.text_area if a.label == "User prompt")
     area.input("Situation: {context}\n{character} thinks: \"{utterance}\". Make it need the situation. {mood}")
     at.button[[b.label for b in at.button].index("Save as a new version")].click().run()
-    assert any("{mood}" in e.value for e in at.error)
+    assert any(md_escape("{mood}") in e.value for e in at.error)
     assert [t.version for t in templates.versions("rewrite")] == [1]
     area = next(a for a in at.text_area if a.label == "User prompt")
     area.input("Situation: {context}\n{character} thinks: \"{utterance}\". Make it need the situation.")

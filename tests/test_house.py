@@ -44,8 +44,8 @@ def test_every_embedder_shares_one_encoder_loaded_once(counted_loads, admin):
     for i, text in enumerate(["I am so happy today", "I am so happy today!", "The storm frightened me"]):
         add_example(text, {"joy": 0.9} if i < 2 else {"fear": 0.8})
     assert dedup.near_duplicates(["I am so happy today", "I am so happy today!", "A storm is coming"]) == {1}
-    assert signals.compute_duplicates()["near_duplicates"] == 2
-    assert diversity.compute_diversity()["diversity_groups"] >= 1
+    assert signals.compute_duplicates(admin)["near_duplicates"] == 2
+    assert diversity.compute_diversity(admin)["diversity_groups"] >= 1
     baseline = EmbeddingBaseline()
     cos = baseline.cosines(["I am terrified"], None, ["fear", "joy"])
     assert cos[0, 0] > cos[0, 1]

@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:  # pages import ui.* and core.* as `streamlit run 
 
 from core.sessions import actor_for_session
 from ui.nav import SECTIONS, visible_sections
+from ui.plain import md_escape
 from ui.session import SESSION_KEY, TICKET_KEY
 
 TIMEOUT = 30
@@ -226,7 +227,7 @@ def test_corpus_upload_of_big_files_queues_a_job(admin):
     at.button(key="corpus_import").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    assert "import job(s) queued" in at.success[0].value
+    assert md_escape("import job(s) queued") in at.success[0].value
     jobs = list_jobs(admin)
     assert [(j.kind, j.status.value) for j in jobs] == [("import_corpus", "queued")]
     assert any(link.label.startswith("Follow them on the Jobs page") for link in at.get("page_link"))
@@ -246,7 +247,7 @@ def test_corpus_upload_shows_a_file_error_and_imports_nothing(admin):
     at.text_input(key="corpus_new_name").input("Broken")
     at.button(key="corpus_import").click().run()
     assert not at.exception, at.exception
-    assert len(at.error) == 1 and "broken.jsonl" in at.error[0].value
+    assert len(at.error) == 1 and md_escape("broken.jsonl") in at.error[0].value
     assert not at.success
     assert len(list_corpora()) == before
 

@@ -13,10 +13,11 @@ from tests.test_pages import navigation_steady_state, open_page, shared_componen
 
 
 def embedding_baseline() -> int:
+    from core.auth import system_actor
     from core.models_setup import ensure_student
 
-    return registry.register_model("baseline", "baseline: untrained embedding similarity", str(ensure_student()), [],
-                                   config={"baseline": "embedding", "rule": {"kind": "threshold", "value": 0.3}})
+    return registry.register_model(system_actor(), "baseline", "baseline: untrained embedding similarity",
+                                   str(ensure_student()), [], config={"baseline": "embedding", "rule": {"kind": "threshold", "value": 0.3}})
 
 
 def test_anyone_tries_a_zero_shot_model_on_labels_they_type(annotator):
@@ -43,14 +44,14 @@ def test_anyone_tries_a_zero_shot_model_on_labels_they_type(annotator):
 
 
 def test_compare_tab_shows_stored_evaluations_side_by_side(admin):
-    first, second = embedding_baseline(), registry.register_model("baseline", "baseline: NRC lexicon", "", [],
+    first, second = embedding_baseline(), registry.register_model(admin, "baseline", "baseline: NRC lexicon", "", [],
                                                                   config={"baseline": "nrc"})
     y = np.array([[1, 0], [0, 1], [1, 0]])
     evalset = EvalSet("hand/test", ["joy", "anger"], ["", ""], ["a", "b", "c"], y, multi_label=False)
     for model_id, probs in ((first, [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]]), (second, [[0.6, 0.4], [0.7, 0.3],
                                                                                       [0.8, 0.2]])):
         probs = np.array(probs)
-        evaluate.store_evaluation(model_id, "hand/test", evaluate.figures(evalset, Scored(
+        evaluate.store_evaluation(admin, model_id, "hand/test", evaluate.figures(evalset, Scored(
             probs, evaluate._top1(probs), {"kind": "top-1"})))
     at = open_page(admin, "playground")
     assert not at.exception, at.exception

@@ -11,6 +11,7 @@ from core.review.selection import Selection
 from tests.review_support import annotators, make_examples
 from ui.plain import md_escape
 from tests.test_pages import app, navigation_steady_state, shared_component_registry  # noqa: F401 - fixtures
+from ui.plain import md_escape
 
 SCRIPT = "<script>alert(1)</script> **not bold**"
 

@@ -209,14 +209,14 @@ def test_training_job_streams_metrics_cancels_resumes_and_registers_the_model(ad
     assert [m.id for m in registry.list_models("classifier")] == [model.id]
     assert train_jobs.get_run(admin, run_id).status == "succeeded"
 
-    folder = registry.export_model(model.id, tmp_path / "export")
+    folder = registry.export_model(admin, model.id, tmp_path / "export")
     card = json.loads((folder / registry.CARD_FILE).read_text())
     assert card["dataset_hash"] == model.dataset_hash and card["labels"] == model.labels
     assert (folder / "config.json").exists() and (folder / "2_Dense" / "config.json").exists()
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(folder).id2label[2] == "anger"
-    name, data = registry.export_zip(model.id)
+    name, data = registry.export_zip(admin, model.id)
     assert name.endswith(".zip") and len(data) > 1000
 
 
@@ -285,7 +285,7 @@ def test_cli_queues_training_and_lists_models(admin, monkeypatch, capsys):
     with pytest.raises(SystemExit):  # argparse refuses an unknown pooling
         cli.main(["--user", "admin", "train", str(version_id), "--pooling", "max"])
     capsys.readouterr()
-    registry.register_model("classifier", "listed", "/nowhere", ["joy"], {"global": 0.3}, {},
+    registry.register_model(admin, "classifier", "listed", "/nowhere", ["joy"], {"global": 0.3}, {},
                             {"dev_macro_f1": 0.5})
     assert cli.main(["--user", "admin", "models"]) == 0
     assert "listed  (1 labels; dev_macro_f1 0.500)" in capsys.readouterr().out

@@ -192,7 +192,7 @@ def test_export_loads_in_transformers_pipeline_and_a_run_from_a_registered_model
     ours = registry.load_predictor(parent.id, cache=False).predict(texts)
 
     # The export round trip: transformers' own classes give EmoForge's probabilities.
-    folder = registry.export_model(parent.id, tmp_path / "export")
+    folder = registry.export_model(admin, parent.id, tmp_path / "export")
     config = json.loads((folder / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification" and config["threshold"] == parent.global_threshold
     assert [config["id2label"][str(i)] for i in range(len(parent.labels))] == parent.labels

@@ -137,7 +137,7 @@ def test_embedding_baseline_scores_label_names_with_the_untrained_encoder():
 def test_evaluation_job_stores_figures_and_compares_models(admin, tmp_path, monkeypatch):
     base = write_sets(tmp_path / "data")
     monkeypatch.setattr(external, "DEFAULT_DATA_DIR", base)
-    ids = baselines.register_baselines({"source": "builtin", "name": "goemotions", "split": "test"}, base)
+    ids = baselines.register_baselines(admin, {"source": "builtin", "name": "goemotions", "split": "test"}, base)
     embedding_id, nrc_id = ids["baseline: untrained embedding similarity"], ids["baseline: NRC lexicon"]
     assert registry.get_model(embedding_id).config["rule"]["kind"] in ("threshold", "margin")
     specs = [EvalSpec("builtin", "emotion6", "test"), EvalSpec("builtin", "semeval-ec", "dev")]
@@ -231,7 +231,7 @@ def test_cli_queues_evaluations_baselines_and_zero_shot_training(admin, tmp_path
 
     monkeypatch.setenv("EMOFORGE_PASSWORD", "admin-pass-123")
     monkeypatch.setattr(external, "DEFAULT_DATA_DIR", write_sets(tmp_path / "data"))
-    model_id = registry.register_model("baseline", "nrc", "", [], config={"baseline": "nrc"})
+    model_id = registry.register_model(admin, "baseline", "nrc", "", [], config={"baseline": "nrc"})
     assert cli.main(["--user", "admin", "evaluate", str(model_id), "--set", "emotion6", "--set", "semeval-ec",
                      "--limit", "2"]) == 0
     assert "emotion6/test (first 2), semeval-ec/dev (first 2)" in capsys.readouterr().out

@@ -65,7 +65,7 @@ def test_models_tab_lists_and_exports_and_issues_tab_creates_a_campaign(admin, a
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
-    registry.register_model("classifier", "page classifier", folder, ["joy", "anger"], {"global": 0.35},
+    registry.register_model(admin, "classifier", "page classifier", folder, ["joy", "anger"], {"global": 0.35},
                             {"epochs": 1}, {"dev_macro_f1": 0.5, "per_label": [
                                 {"label": "joy", "precision": 1.0, "recall": 0.5, "f1": 0.667, "support": 2},
                                 {"label": "anger", "precision": 0.5, "recall": 1.0, "f1": 0.667, "support": 1}]},
@@ -111,7 +111,7 @@ def test_the_page_and_the_cli_start_from_the_settings_bench_goemotions_measured(
     version_id = a_version(admin)
     folder = tmp_path / "parent"
     folder.mkdir()
-    parent = registry.register_model("classifier", "parent model", folder, ["joy"], {"global": 0.5})
+    parent = registry.register_model(admin, "classifier", "parent model", folder, ["joy"], {"global": 0.5})
     at = open_page(admin, "train")
     assert at.number_input(key="trn_lr").value == 1.2e-4 and at.checkbox(key="trn_freeze").value is True
     at.selectbox(key="trn_parent").set_value(parent).run()

@@ -215,7 +215,7 @@ def test_contrastive_job_trains_on_a_version_with_descriptors_cancels_resumes_an
     predictor = registry.load_predictor(run.model_id)
     probs = predictor.predict(["I am so happy today"], None, ["cheerful", "furious"], ["", ""])
     assert probs.shape == (1, 2)
-    exported = registry.export_model(run.model_id)
+    exported = registry.export_model(admin, run.model_id)
     assert (exported / "model.safetensors").exists() and not list(exported.glob("*.pt"))
     with read_session() as session:  # the job did not change any example
         assert session.scalar(select(func.count()).select_from(Example)) == len(ids)

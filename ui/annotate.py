@@ -9,6 +9,7 @@ import streamlit as st
 from core.auth import Actor
 from core.pipeline import annotate
 from core.taxonomy import list_taxonomies
+from ui.plain import md_escape
 from ui.session import flash
 
 
@@ -35,7 +36,7 @@ def render_annotation_tab(actor: Actor) -> None:
         try:
             job_id = annotate.enqueue_annotation(actor, source.source, taxonomy_id, limit=int(limit))
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
             flash(f"Job #{job_id} queued: progress in the sidebar.", scope="generate")
             st.rerun()
@@ -52,7 +53,7 @@ def _agreement(actor: Actor, source: str, taxonomy_id: int) -> None:
     c1, c2, c3 = st.columns(3)
     c1.metric("Texts compared", result.texts)
     c2.metric("Macro-F1", f"{result.macro_f1:.3f}")
-    c3.metric("Micro-F1", f"{result.micro_f1:.3f}", help=f"teacher labels at score ≥ {result.threshold}")
+    c3.metric("Micro-F1", f"{result.micro_f1:.3f}", help=f"teacher labels at score ≥ {result.threshold:g}")
     frame = pd.DataFrame([vars(row) for row in result.per_label])
     st.plotly_chart(px.bar(frame, x="label", y=["f1", "kappa"], barmode="group",
                            title="Agreement per label (F1 and Cohen's kappa)"))

@@ -17,6 +17,7 @@ from core.llm import settings as engine_settings
 from core.llm.jobs import enqueue_engine_check
 from core.llm.settings import ENGINES, EngineSettings
 from db.models import JobStatus
+from ui.plain import md_escape
 from ui.session import flash, show_flashes
 
 ENGINE_LABELS = {"vllm": "vLLM in the worker process", "openai": "OpenAI-compatible server"}
@@ -148,7 +149,7 @@ def _settings_form(actor: Actor) -> None:
     try:
         engine_settings.save(actor, new, api_key=api_key or None, clear_api_key=clear_key)
     except (ValueError, PermissionDenied) as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         return
     st.session_state[VERSION_KEY] = version + 1  # fresh widgets: the key input is empty again
     flash("Engine settings saved. Workers use them from their next job on.", scope="engine")
@@ -165,7 +166,7 @@ def _connection_check(actor: Actor) -> None:
         try:
             st.session_state[CHECK_JOB_KEY] = enqueue_engine_check(actor)
         except (ValueError, PermissionDenied) as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
             return
     job_id = st.session_state.get(CHECK_JOB_KEY)
     if job_id is None:
@@ -202,7 +203,7 @@ def _show_check_result(job) -> None:
     if job.status == JobStatus.succeeded:
         result = job.result
         st.success(f"The engine answered: {_inline_code(str(result.get('engine', '')))} with "
-                   f"{_inline_code(str(result.get('model', '')))} in {result.get('seconds', '?')} s.")
+                   f"{_inline_code(str(result.get('model', '')))} in {float(result.get('seconds') or 0):g} s.")
         st.caption("Raw answer:")
         st.code(result.get("answer") or "", language="json")
     elif job.status == JobStatus.failed:

@@ -9,6 +9,7 @@ from core import labels
 from core.auth import Actor, PermissionDenied
 from core.pipeline import templates
 from core.taxonomy import get_taxonomy, list_oot_mappings, list_taxonomies
+from ui.plain import md_escape
 from ui.session import flash, show_flashes
 
 SCOPE = "prompts"
@@ -33,7 +34,7 @@ def _templates(actor: Actor) -> None:
     chosen = st.selectbox("Version", list(by_id), key=f"tpl_version_{stage}",
                           format_func=lambda i: f"v{by_id[i].version}" + (" (active)" if by_id[i].is_active else ""))
     template = by_id[chosen]
-    st.caption("Placeholders: " + ", ".join("{" + f + "}" for f in sorted(templates.FIELDS[stage]))
+    st.caption("Placeholders: " + md_escape(", ".join("{" + f + "}" for f in sorted(templates.FIELDS[stage])))
                + ". Literal braces are written {{ and }}. The answer's JSON schema is fixed by the stage.")
     with st.form(f"tpl_form_{template.id}"):
         system_prompt = st.text_area("System prompt", template.system_prompt, height=80)
@@ -43,7 +44,7 @@ def _templates(actor: Actor) -> None:
         try:
             saved = templates.save_template(actor, stage, system_prompt, user_prompt)
         except (templates.TemplateError, PermissionDenied) as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
             flash(f"{templates.STAGE_TITLES[stage]}: version {saved.version} saved and active.", scope=SCOPE)
             st.rerun()
@@ -63,7 +64,7 @@ def _threshold(actor: Actor) -> None:
         try:
             labels.set_threshold(actor, value)
         except (labels.LabelError, PermissionDenied) as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
             flash(f"Threshold set to {value:.2f}.", scope=SCOPE)
             st.rerun()
@@ -98,7 +99,7 @@ def _oot(actor: Actor) -> None:
         try:
             updated = labels.decide_oot(actor, taxonomy_id, name, action, target if action == "map" else None)
         except (labels.LabelError, PermissionDenied) as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
-            flash(f"'{name}': {action} applied to {updated} stored suggestions.", scope=SCOPE)
+            flash(f"'{md_escape(name)}': {md_escape(action)} applied to {updated:,} stored suggestions.", scope=SCOPE)
             st.rerun()

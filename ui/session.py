@@ -18,6 +18,7 @@ from core import sessions
 from core.auth import Actor, PermissionDenied, require_page
 from db.models import utcnow
 from ui import cookies
+from ui.plain import md_escape
 
 SESSION_KEY = "auth_session_id"
 TICKET_KEY = "auth_cookie_ticket"  # (ticket, expires at): offered to the browser until it expires
@@ -64,7 +65,7 @@ def guard(page_id: str) -> Actor:
     try:
         return require_page(actor, page_id)
     except PermissionDenied as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         st.stop()
         raise  # unreachable: st.stop() raises
 

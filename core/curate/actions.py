@@ -52,14 +52,13 @@ class BatchView:
 
 def decide(actor: Actor | None, action: str, *, example_ids: list[int] | None = None,
            selection: CurationFilter | None = None, labels: list[str] | None = None,
-           reason: str = "", batch_id: str | None = None, user_id: int | None = None) -> DecisionReport:
+           reason: str = "", batch_id: str | None = None) -> DecisionReport:
     """Apply `action` to the given examples, or to every example matching `selection`, in one transaction.
 
-    (`batch_id` and `user_id` without an actor: the worker's bulk job, checked when it was queued;
-    a batch id that already has decisions is not applied twice.)
+    (`batch_id`: the worker's bulk job names its batch, so a batch id that already has decisions is
+    not applied twice.)
     """
-    if actor is not None or user_id is None:
-        user_id = require_admin(actor).id
+    user_id = require_admin(actor).id
     if action not in ACTIONS:
         raise CurationError(f"Unknown action {action!r}; one of {', '.join(ACTIONS)}.")
     if (example_ids is None) == (selection is None):
@@ -115,8 +114,8 @@ def run_bulk_job(ctx: jobs.JobContext) -> dict[str, Any]:
     p = ctx.payload
     ctx.set_total(1, note="applying")
     try:
-        report = decide(None, p["action"], selection=CurationFilter.from_dict(p["selection"]), labels=p.get("labels"),
-                        reason=p.get("reason", ""), batch_id=p["batch_id"], user_id=ctx.created_by_id)
+        report = decide(ctx.actor, p["action"], selection=CurationFilter.from_dict(p["selection"]),
+                        labels=p.get("labels"), reason=p.get("reason", ""), batch_id=p["batch_id"])
     except CurationError as error:
         raise jobs.JobFailed(str(error)) from None
     ctx.set_progress(1, 1, note=f"{report.count:,} examples")

@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 
 from core import embeddings
+from core.auth import Actor, require_admin
 from core.curate.labels import chunks, current_labels
 from core.labels import threshold
 from db.models import (
@@ -92,8 +93,9 @@ def _groups(session) -> tuple[dict[str, dict[str, list[int]]], dict[int, str]]:
     return groups, texts
 
 
-def compute_diversity(embed: bool = True, seed: int = 0) -> dict[str, int]:
+def compute_diversity(actor: Actor | None, embed: bool = True, seed: int = 0) -> dict[str, int]:
     """Recompute the diversity group signals (replacing the previous ones)."""
+    require_admin(actor)
     with read_session() as session:
         groups, texts = _groups(session)
     ids = list(texts)

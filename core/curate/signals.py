@@ -134,9 +134,10 @@ def _cluster_sizes(clusters: dict[int, int]) -> dict[int, dict[str, Any]]:
     return {i: {"size": sizes[c]} for i, c in clusters.items()}
 
 
-def compute_duplicates(near_threshold: float = DEFAULT_NEAR_THRESHOLD, embeddings: np.ndarray | None = None,
-                       progress=None) -> dict[str, int]:
+def compute_duplicates(actor: Actor | None, near_threshold: float = DEFAULT_NEAR_THRESHOLD,
+                       embeddings: np.ndarray | None = None, progress=None) -> dict[str, int]:
     """Recompute exact and near-duplicate clusters over every example; how many examples are in one."""
+    require_admin(actor)
     with read_session() as session:
         ids, texts = _all_texts(session)
     exact = exact_duplicate_clusters(ids, texts)
@@ -171,8 +172,9 @@ def reviewed_label_sets(session) -> dict[int, list[set[str]]]:
     return found
 
 
-def compute_review_agreement() -> dict[str, int]:
+def compute_review_agreement(actor: Actor | None) -> dict[str, int]:
     """Recompute the two agreement signals from submitted verification responses."""
+    require_admin(actor)
     with read_session() as session:
         sets = reviewed_label_sets(session)
         cut = threshold(session)
@@ -221,10 +223,11 @@ def run_signals_job(ctx: jobs.JobContext) -> dict[str, Any]:
     for done, part in enumerate(parts, start=1):
         ctx.check_cancel()
         if part == "duplicates":
-            result.update(compute_duplicates(float(ctx.payload.get("near_threshold", DEFAULT_NEAR_THRESHOLD))))
+            result.update(compute_duplicates(ctx.actor,
+                                             float(ctx.payload.get("near_threshold", DEFAULT_NEAR_THRESHOLD))))
         elif part == "review":
-            result.update(compute_review_agreement())
+            result.update(compute_review_agreement(ctx.actor))
         else:
-            result.update(diversity.compute_diversity())
+            result.update(diversity.compute_diversity(ctx.actor))
         ctx.set_progress(done, len(parts), note=f"{part} done")
     return result

@@ -8,7 +8,6 @@ based writers share one set of Arrow arrays, so 400,000 rows take seconds, not m
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import zipfile
@@ -22,7 +21,7 @@ from typing import Any
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from core import config, jobs
+from core import config, csv_safe, jobs, owned_files
 from core.auth import Actor, require_admin
 from core.datasets.splits import SPLITS
 from db.models import Character, DatasetMember, DatasetVersion, Example, Export, Label
@@ -161,9 +160,19 @@ def write_csv(rows: VersionRows, base, folder: Path, labels: list[str]) -> list[
     paths = []
     for split, table in _tables(rows, base, flat).items():
         path = folder / f"{split}.csv"
-        pa_csv.write_csv(table, path)
+        pa_csv.write_csv(_spreadsheet_safe(table), path)
         paths.append(path)
     return paths
+
+
+def _spreadsheet_safe(table):
+    """Every text column with formula-looking cells escaped (core.csv_safe); only the CSV gets this."""
+    import pyarrow as pa
+
+    for i, column in enumerate(table.schema):
+        if pa.types.is_string(column.type):
+            table = table.set_column(i, column.name, csv_safe.neutralise_array(table.column(i)))
+    return table
 
 
 def write_parquet(rows: VersionRows, base, folder: Path, labels: list[str]) -> list[Path]:
@@ -211,7 +220,7 @@ def write_goemotions(rows: VersionRows, base, folder: Path, labels: list[str]) -
     for split, (a, b) in rows.bounds.items():
         path = folder / f"{split}.tsv"
         with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            writer = csv_safe.writer(handle, delimiter="\t", lineterminator="\n")
             writer.writerows(zip(rows.texts[a:b], label_ids[a:b], rows.ids[a:b]))
         paths.append(path)
     return paths
@@ -249,13 +258,12 @@ def _digest(out: Path, names: list[str]) -> str:
     return digest.hexdigest()
 
 
-def write_zip(folder: Path) -> str:
-    """<folder>.zip of everything in it; level 1: most of the size gain at a fraction of the time."""
-    path = folder.with_name(folder.name + ".zip")
+def write_zip(folder: Path, names: list[str], path: Path) -> None:
+    """A zip of the named files of `folder` (only what this export wrote); level 1: most of the size gain
+    at a fraction of the time."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            archive.write(file, file.relative_to(folder))
-    return str(path)
+        for name in sorted(names):
+            archive.write(folder / name, name)
 
 
 def export_folder(version_id: int) -> Path:
@@ -264,32 +272,35 @@ def export_folder(version_id: int) -> Path:
 
 
 def export_version(actor: Actor | None, version_id: int, out: str | Path | None = None,
-                   formats: tuple[str, ...] = FORMATS, *, make_zip: bool = True,
-                   progress: Callable[[str], None] | None = None, user_id: int | None = None,
+                   formats: tuple[str, ...] = FORMATS, *, make_zip: bool = True, force: bool = False,
+                   progress: Callable[[str], None] | None = None,
                    on_record: Callable[[Session, ExportResult], None] | None = None) -> ExportResult:
     """Write the version's files and card into `out` (a new folder under EMOFORGE_HOME by default).
 
+    `out` must be new or empty; with `force`, a folder an earlier export wrote into, whose files
+    (and only those) are replaced (`core.owned_files`). The zip lies inside the folder.
     `on_record(session, result)` runs in the transaction that records the export (the job keeps its result there).
     """
-    if actor is not None or user_id is None:
-        require_admin(actor)
-        user_id = actor.id
+    require_admin(actor)
     from core.datasets.card import dataset_card
 
     rows, labels = read_version(version_id)
     target = Path(out) if out else export_folder(version_id)
-    target.mkdir(parents=True, exist_ok=True)
-    files = write_formats(rows, labels, target, tuple(formats), progress)
-    (target / "README.md").write_text(dataset_card(version_id, rows, files), encoding="utf-8")
-    zip_path = write_zip(target) if make_zip else ""
+    zip_name = f"{target.resolve().name or 'export'}.zip"
+    with owned_files.writing_into(target, force=force, what=f"dataset version {version_id}") as staging:
+        files = write_formats(rows, labels, staging, tuple(formats), progress)
+        (staging / "README.md").write_text(dataset_card(version_id, rows, files), encoding="utf-8")
+        if make_zip:
+            write_zip(staging, owned_files.staged_files(staging), staging / zip_name)
+    zip_path = str(target / zip_name) if make_zip else ""
     result = ExportResult(version_id, str(target), zip_path, files, len(rows))
     with write_session() as session:
         for fmt, names in files.items():
             session.add(Export(version_id=version_id, format=fmt, path=str(target / fmt),
-                               sha256=_digest(target, names), created_by_id=user_id))
+                               sha256=_digest(target, names), created_by_id=actor.id))
         if zip_path:
             session.add(Export(version_id=version_id, format="zip", path=zip_path,
-                               sha256=_digest(Path(zip_path).parent, [Path(zip_path).name]), created_by_id=user_id))
+                               sha256=_digest(target, [zip_name]), created_by_id=actor.id))
         if on_record is not None:
             on_record(session, result)
     return result
@@ -332,8 +343,8 @@ def run_export_job(ctx: jobs.JobContext) -> dict[str, Any]:
         ctx.advance(session, len(formats) + 1 - ctx.done, checkpoint={"result": summary}, note="zip ready")
 
     try:
-        export_version(None, int(ctx.payload["version_id"]), None, formats, progress=progress,
-                       user_id=ctx.created_by_id, on_record=record)
+        export_version(ctx.actor, int(ctx.payload["version_id"]), None, formats, progress=progress,
+                       on_record=record)
     except ExportError as error:
         raise jobs.JobFailed(str(error)) from None
     return dict(ctx.checkpoint["result"])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from core import csv_safe
 from core.taxonomy import GOEMOTIONS_LABELS, normalise_label
 from core.uploads import UploadError, decode_upload
 
@@ -109,7 +110,7 @@ def parse_goemotions(name: str, text: str, label_names: list[str] | None = None,
             if len(row) != 3:
                 raise ImportFileError(f"{name}, line {line}: expected 3 tab-separated fields "
                                       f"(text, label ids, id), found {len(row)}")
-            body, ids, ref = row
+            body, ids, ref = (csv_safe.restore(cell) for cell in row)  # as EmoForge's export escaped them
             labels = []
             for part in [p for p in ids.split(",") if p.strip()]:
                 if not part.strip().isdigit() or int(part) >= len(names):
@@ -173,6 +174,7 @@ def parse_table(name: str, text: str, delimiter: str, text_column: str, label_co
                 continue
             if len(row) != len(columns):
                 raise ImportFileError(f"{name}, line {line}: {len(row)} fields but the header has {len(columns)}")
+            row = [csv_safe.restore(cell) for cell in row]  # as EmoForge's CSV export escaped them
             where = f"{name}, line {line}"
             body = row[text_at].strip()
             if not body:

@@ -165,15 +165,13 @@ def insert_members(session: Session, version_id: int, members: list[Member], spl
 
 def freeze(actor: Actor | None, name: str, selection: CurationFilter | None = None, *,
            taxonomy_id: int | None = None, ratios: dict[str, float] | None = None, seed: int = DEFAULT_SEED,
-           licence: str = "", description: str = "", user_id: int | None = None) -> VersionView:
+           licence: str = "", description: str = "") -> VersionView:
     """Freeze the examples matching `selection` (not rejected ones, unless asked) into a version.
 
     Everything is read and split in a read transaction; the write lock is held only to store the
-    version, so a large freeze does not stall the workers' commits. (`user_id` without an actor:
-    the worker's freeze job, whose creator was checked when it was queued.)
+    version, so a large freeze does not stall the workers' commits.
     """
-    if actor is not None or user_id is None:
-        user_id = require_admin(actor).id
+    user_id = require_admin(actor).id
     name = " ".join((name or "").split())
     if not name:
         raise VersionError("A dataset version needs a name.")
@@ -244,8 +242,7 @@ def run_freeze_job(ctx: jobs.JobContext) -> dict[str, Any]:
     p = dict(ctx.payload)
     ctx.set_total(1, note="reading and splitting")
     try:
-        view = freeze(None, p.pop("name"), CurationFilter.from_dict(p.pop("selection")), user_id=ctx.created_by_id,
-                      **p)
+        view = freeze(ctx.actor, p.pop("name"), CurationFilter.from_dict(p.pop("selection")), **p)
     except VersionError as error:
         raise jobs.JobFailed(str(error)) from None
     ctx.set_progress(1, 1, note=f"version {view.id}: {view.size:,} examples")

@@ -167,6 +167,7 @@ def extend_run(actor: Actor | None, run_id: int, *, add_story_ids: list[int] | N
 def repeat_run(actor: Actor | None, run_id: int, *, seed: int | None = None,
                template_ids: dict[str, int] | None = None, name: str = "") -> int:
     """A new run with the same stories and counts, another seed and/or other template versions."""
+    require_admin(actor)
     with read_session() as session:
         source = _run_or_error(session, run_id)
         config = RunConfig.from_dict(source.config)

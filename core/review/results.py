@@ -11,7 +11,6 @@ to every example.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections import Counter
@@ -20,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from core import csv_safe
 from core.auth import Actor, require_admin
 from core.review.agreement import CampaignReport
 from core.review import tasks as review_tasks
@@ -43,9 +43,10 @@ def _cell(value: Any) -> str:
 
 
 def write_csv(header: list[str], rows) -> str:
-    """The one place review results become CSV text (every cell passes through _cell)."""
+    """The one place review results become CSV text (every cell passes through _cell, and formulas are
+    neutralised by csv_safe)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_safe.writer(out)
     writer.writerow(header)
     for row in rows:
         writer.writerow([_cell(value) for value in row])

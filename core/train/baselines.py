@@ -184,14 +184,16 @@ TEACHER_JOB = "baseline_teacher"
 CALIBRATION_SET = {"source": "builtin", "name": "goemotions", "split": "dev", "limit": 1000}
 
 
-def _baseline_model(which: str, name: str, path: str, labels: list[str], config: dict[str, Any]) -> int:
+def _baseline_model(actor: Any, which: str, name: str, path: str, labels: list[str], config: dict[str, Any]) -> int:
     """The registered baseline `name` (updated with this configuration), or a new one."""
     from sqlalchemy import select
 
+    from core.auth import require_admin
     from core.train import registry
     from db.models import Model
     from db.session import write_session
 
+    require_admin(actor)
     with write_session() as s:
         model = s.scalar(select(Model).where(Model.name == name))
         if model is not None:
@@ -201,8 +203,8 @@ def _baseline_model(which: str, name: str, path: str, labels: list[str], config:
                 model.thresholds = {"rule": config["rule"]}
             registry._forget(model.id)
             return model.id
-    return registry.register_model("baseline", name, path, labels, {"rule": config["rule"]} if config.get("rule") else {},
-                                   {**config, "baseline": which}, {})
+    return registry.register_model(actor, "baseline", name, path, labels,
+                                   {"rule": config["rule"]} if config.get("rule") else {}, {**config, "baseline": which}, {})
 
 
 def enqueue_register_baselines(actor: Any, calibration: dict[str, Any] | None = None) -> int:
@@ -216,12 +218,15 @@ def enqueue_register_baselines(actor: Any, calibration: dict[str, Any] | None = 
                         title="Register the embedding and NRC baselines")
 
 
-def register_baselines(calibration: dict[str, Any] | None = None, data_dir: str | None = None) -> dict[str, int]:
+def register_baselines(actor: Any, calibration: dict[str, Any] | None = None,
+                       data_dir: str | None = None) -> dict[str, int]:
     """Register (or refresh) the embedding and NRC baselines; returns name -> model id."""
+    from core.auth import require_admin
     from core.models_setup import ensure_student
     from core.train.rules import calibrate_rule
     from core.train.evaluate import EvalSpec, load_eval_set
 
+    require_admin(actor)
     spec = EvalSpec.from_dict(calibration or CALIBRATION_SET)
     try:
         dev, _ = load_eval_set(spec, data_dir)
@@ -239,7 +244,7 @@ def register_baselines(calibration: dict[str, Any] | None = None, data_dir: str 
                       if which == "embedding" else predictor.decision_scores(dev.texts, None, dev.labels))
             rule = calibrate_rule(scores, dev.y)
             config.update(rule=rule.__dict__, calibrated_on=spec.benchmark)
-        out[name] = _baseline_model(which, name, student if which == "embedding" else "", [], config)
+        out[name] = _baseline_model(actor, which, name, student if which == "embedding" else "", [], config)
     return out
 
 
@@ -252,7 +257,7 @@ def _jobs():
 @_jobs().handler(REGISTER_JOB)
 def run_register_job(ctx) -> dict[str, Any]:
     ctx.set_progress(0, 1, note="calibrating the baselines' decision rules")
-    ids = register_baselines(ctx.payload.get("calibration"))
+    ids = register_baselines(ctx.actor, ctx.payload.get("calibration"))
     ctx.set_progress(1, 1, note=f"{len(ids)} baselines registered")
     return {"models": ids}
 
@@ -342,8 +347,8 @@ def run_teacher_job(ctx) -> dict[str, Any]:
     figs = evaluate.figures(evalset, evaluate.Scored(scores, decisions, rule))
     figs.update(source=spec.to_dict(), answered=answered, requests=len(requests), llm=report.as_dict())
     name = f"baseline: teacher {engine.model}"[:200]
-    model_id = _baseline_model("teacher", name, "", [], {"description": BASELINES["teacher"], "engine": engine.name,
+    model_id = _baseline_model(ctx.actor, "teacher", name, "", [], {"description": BASELINES["teacher"], "engine": engine.name,
                                                          "model": engine.model})
-    evaluation_id = evaluate.store_evaluation(model_id, spec.benchmark, figs, taxonomy_id)
+    evaluation_id = evaluate.store_evaluation(ctx.actor, model_id, spec.benchmark, figs, taxonomy_id)
     return {"model_id": model_id, "evaluation_id": evaluation_id, "answered": answered,
             "macro_f1": figs["macro_f1"], "micro_f1": figs["micro_f1"]}

@@ -838,11 +838,11 @@ def run_contrastive_job(ctx: jobs.JobContext) -> dict[str, Any]:
     if "test" in results:
         metrics.update(test_macro_f1=results["test"]["macro_f1"], test_micro_f1=results["test"]["micro_f1"])
     model_id = registry.register_model(
-        "contrastive", registry.free_name(model_name), path, names, {"rule": asdict(model.rule)},
+        ctx.actor, "contrastive", registry.free_name(model_name), path, names, {"rule": asdict(model.rule)},
         {**cfg.to_dict(), "version_id": version_id, "version_name": data.name, "descriptions": descriptions},
         metrics, run_id=run_id, dataset_hash=data.content_hash)
     for split_name, figs in results.items():
-        evaluate.store_evaluation(model_id, f"version {version_id}/{split_name}",
+        evaluate.store_evaluation(ctx.actor, model_id, f"version {version_id}/{split_name}",
                                   {**figs, "source": {"source": "version", "version_id": version_id,
                                                       "split": split_name}}, None)
     _set_run(run_id, RunStatus.succeeded, finished_at=utcnow())

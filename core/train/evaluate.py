@@ -243,14 +243,16 @@ def calibration(y: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_BINS) 
 # --------------------------------------------------------------------------- stored evaluations
 
 
-def evaluate_model(model_id: int, spec: EvalSpec, *, per_label: bool = False, data_dir: str | None = None,
-                   predictor: Any = None) -> int:
+def evaluate_model(actor: Actor | None, model_id: int, spec: EvalSpec, *, per_label: bool = False,
+                   data_dir: str | None = None, predictor: Any = None) -> int:
     """Score a registered model on one set and store the Evaluation; returns its id."""
     from core.train import registry
 
+    require_admin(actor)
+
     record = registry.get_model(model_id)
     result, taxonomy_id = evaluate_one(record, spec, per_label=per_label, data_dir=data_dir, predictor=predictor)
-    return store_evaluation(model_id, spec.benchmark, result, taxonomy_id)
+    return store_evaluation(actor, model_id, spec.benchmark, result, taxonomy_id)
 
 
 def evaluate_one(record: Any, spec: EvalSpec, *, per_label: bool = False, data_dir: str | None = None,
@@ -269,13 +271,15 @@ def evaluate_one(record: Any, spec: EvalSpec, *, per_label: bool = False, data_d
     return result, taxonomy_id
 
 
-def store_evaluation(model_id: int, benchmark: str, result: dict[str, Any], taxonomy_id: int | None = None,
-                     session=None) -> int:
+def store_evaluation(actor: Actor | None, model_id: int, benchmark: str, result: dict[str, Any],
+                     taxonomy_id: int | None = None, session=None) -> int:
+    """Store one evaluation's figures (in the caller's transaction when `session` is given)."""
     from core.train.registry import _jsonable
 
+    require_admin(actor)
     if session is None:
         with write_session() as own:
-            return store_evaluation(model_id, benchmark, result, taxonomy_id, own)
+            return store_evaluation(actor, model_id, benchmark, result, taxonomy_id, own)
     row = Evaluation(model_id=model_id, benchmark=benchmark, taxonomy_id=taxonomy_id, figures=_jsonable(result))
     session.add(row)
     session.flush()
@@ -324,7 +328,7 @@ def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
         headline = (f"Pearson r {result['pearson_r']:.3f}" if "pearson_r" in result
                     else f"macro-F1 {result['macro_f1']:.3f}")
         with ctx.batch() as session:
-            stored.append(store_evaluation(model_id, spec.benchmark, result, taxonomy_id, session))
+            stored.append(store_evaluation(ctx.actor, model_id, spec.benchmark, result, taxonomy_id, session))
             ctx.advance(session, 1, checkpoint={"done": [list(k) for k in done], "evaluations": stored},
                         note=f"{record.name} on {spec.benchmark}: {headline}")
     return {"evaluations": stored}

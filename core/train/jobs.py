@@ -303,7 +303,7 @@ def run_training_job(ctx: jobs.JobContext) -> dict[str, Any]:
         metrics["test_per_label"] = result.metrics["details"]["test"]["per_label"]
     lineage = {"parent_model_id": parent_id, "head": "kept" if head is not None else "new"} if parent_id else {}
     model_id = registry.register_model(
-        "classifier", registry.free_name(model_name), result.path, data.labels, thresholds,
+        ctx.actor, "classifier", registry.free_name(model_name), result.path, data.labels, thresholds,
         {**cfg.to_dict(), "version_id": version_id, "version_name": data.name, **lineage}, metrics, run_id=run_id,
         dataset_hash=data.content_hash, parent_id=parent_id)
     _set_status(run_id, RunStatus.succeeded, finished_at=utcnow())

@@ -122,11 +122,12 @@ def _teacher_labels(ids: list[int], names: set[str]) -> dict[int, list[str]]:
     return {i: sorted(n for n, v in scores.get(i, {}).items() if n in names and v >= cut) for i in ids}
 
 
-def store_signals(version_id: int, labels: list[str], data: Split, probs: np.ndarray,
+def store_signals(actor: Actor | None, version_id: int, labels: list[str], data: Split, probs: np.ndarray,
                   computed_by: str) -> dict[str, Any]:
     """Replace every `label_issue` signal by this version's; returns counts for the job's result."""
     from core.curate.signals import replace_signals
 
+    require_admin(actor)
     values, flags = issue_scores(data.targets, probs)
     teacher = _teacher_labels(data.ids, set(labels))
     rows: dict[int, dict[str, Any]] = {}
@@ -196,7 +197,7 @@ def run_label_issues_job(ctx: jobs.JobContext) -> dict[str, Any]:
         probs = out_of_fold_probs(version.labels, data, settings, work, done, on_fold, _FoldHooks(ctx))
     except TrainingCancelled:
         raise jobs.JobCancelled() from None
-    stored = store_signals(version_id, version.labels, data, probs,
+    stored = store_signals(ctx.actor, version_id, version.labels, data, probs,
                            f"cleanlab, {settings.folds}-fold student on version {version_id}")
     with ctx.batch() as s:
         ctx.advance(s, 1, note=f"{stored['scored']:,} label-issue scores stored, {stored['flagged']:,} flagged")

@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core import config
+from core import config, owned_files
 from core.auth import Actor, require_admin, require_page
 from db.models import Evaluation, Model
 from db.session import read_session, write_session
@@ -106,11 +106,13 @@ def free_name(base: str) -> str:
     return f"{base} ({n})"
 
 
-def register_model(kind: str, name: str, path: str | Path, labels: list[str], thresholds: dict[str, Any] | None = None,
-                   config: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
-                   run_id: int | None = None, dataset_hash: str | None = None, parent_id: int | None = None) -> int:
+def register_model(actor: Actor | None, kind: str, name: str, path: str | Path, labels: list[str],
+                   thresholds: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+                   metrics: dict[str, Any] | None = None, run_id: int | None = None,
+                   dataset_hash: str | None = None, parent_id: int | None = None) -> int:
     """Add a model to the registry and return its id. Names are unique (see `free_name`); `parent_id` is the
     registered model it was trained from (lineage)."""
+    require_admin(actor)
     if kind not in LOADERS:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(LOADERS)}")
     name = name.strip()
@@ -136,8 +138,9 @@ def model_of_run(run_id: int) -> ModelRecord | None:
         return _record(model) if model is not None else None
 
 
-def update_metrics(model_id: int, metrics: dict[str, Any]) -> None:
+def update_metrics(actor: Actor | None, model_id: int, metrics: dict[str, Any]) -> None:
     """Merge figures into a model's metrics (an evaluation computed after registration)."""
+    require_admin(actor)
     with write_session() as s:
         model = s.get(Model, model_id)
         if model is None:
@@ -236,24 +239,38 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-") or "model"
 
 
-def export_model(model_id: int, dest: str | Path | None = None) -> Path:
+def export_model(actor: Actor | None, model_id: int, dest: str | Path | None = None, *, force: bool = False) -> Path:
     """Write the model as a Hugging Face model folder and return its path.
 
     The folder holds the model's files as saved (transformers config, safetensors weights, tokenizer,
     sentence-transformers modules where the kind uses them), `emoforge_model.json` and a README card.
+    `dest` must be new or empty; with `force`, a folder an earlier export wrote into, whose files (and
+    only those) are replaced (`core.owned_files`). Without `dest`, a folder of its own under
+    EMOFORGE_HOME, replaced on each export.
     """
+    require_admin(actor)
     record = get_model(model_id)
     source = Path(record.path)
     if not source.is_dir():
         raise FileNotFoundError(f"the files of model {record.name!r} are missing at {source}")
-    target = Path(dest) if dest else exports_dir() / f"{record.id}-{_slug(record.name)}"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoint*", "*.pt", "optimizer*"))
-    if record.kind == "classifier":
-        _as_sequence_classification(target, record)
-    (target / CARD_FILE).write_text(json.dumps(record.card(), indent=2, default=str))
-    (target / "README.md").write_text(_model_card(record))
+    target = Path(dest) if dest else _default_export_folder(record)
+    if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
+        raise ValueError(f"export model {record.name!r} into a folder outside its own files ({source})")
+    with owned_files.writing_into(target, force=force or dest is None, what=f"model {record.id}") as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("checkpoint*", "*.pt", "optimizer*"))
+        if record.kind == "classifier":
+            _as_sequence_classification(staging, record)
+        (staging / CARD_FILE).write_text(json.dumps(record.card(), indent=2, default=str))
+        (staging / "README.md").write_text(_model_card(record))
+    return target
+
+
+def _default_export_folder(record: ModelRecord) -> Path:
+    target = exports_dir() / f"{record.id}-{_slug(record.name)}"
+    if target.exists() and not (target / owned_files.MANIFEST).exists():
+        # Written before exports kept a manifest: leave it, write beside it.
+        target = target.with_name(f"{target.name}-{datetime.now().strftime('%Y%m%dT%H%M%S')}")
     return target
 
 
@@ -269,14 +286,13 @@ def _as_sequence_classification(folder: Path, record: ModelRecord) -> None:
                                   int(info.get("max_length", 64)))
 
 
-def export_zip(model_id: int) -> tuple[str, bytes]:
+def export_zip(actor: Actor | None, model_id: int) -> tuple[str, bytes]:
     """(file name, bytes) of a zip of the exported folder: the page's download button."""
-    folder = export_model(model_id)
+    folder = export_model(actor, model_id)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, Path(folder.name) / path.relative_to(folder))
+        for name in sorted(owned_files.manifest_files(folder)):
+            zf.write(folder / name, Path(folder.name) / name)
     return f"{folder.name}.zip", buffer.getvalue()
 
 

@@ -48,7 +48,7 @@ def login_page() -> None:
         try:
             log_in(username or "", password or "")
         except AuthError as refusal:  # wrong credentials, or too many failures (the message says which)
-            st.error(str(refusal))
+            st.error(md_escape(refusal))
         else:
             st.rerun()
 

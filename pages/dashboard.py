@@ -103,7 +103,8 @@ if similarity:
 else:
     st.caption("Not computed yet.")
 if st.button("Compute the similarities (a worker job)", key="dash_similarity_job"):
-    st.success(f"Queued as job {enqueue_character_similarity(actor)}; follow it on the Jobs page.")
+    job_id = enqueue_character_similarity(actor)
+    st.success(f"Queued as job {job_id}; follow it on the Jobs page.")
 
 st.subheader("Worker throughput (last 24 hours)")
 if board.throughput:

@@ -80,7 +80,7 @@ with st.expander("Freeze a new version", expanded=True):
     labels = c2.multiselect("Labels (any of)", get_taxonomy(taxonomies[freeze_tax]).label_names, key="exp_labels")
     r1, r2, r3, r4 = st.columns(4)
     custom = r4.checkbox("Choose the split ratios", key="exp_custom_ratios",
-                         help=f"Default: {default_ratios_text()}.")
+                         help=md_escape(f"Default: {default_ratios_text()}."))
     ratios = {split: col.number_input(f"{md_escape(split)} share", 0.0, 1.0, CONTEXTLESS_RATIOS[split], 0.05,
                                       key=f"exp_ratio_{split}", disabled=not custom)
               for col, split in zip((r1, r2, r3), ("train", "dev", "test"))}

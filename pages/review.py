@@ -71,14 +71,14 @@ def results_view(campaign: campaigns.CampaignView) -> None:
     c.metric("Annotators", len(report.progress))
     st.progress(report.completed / report.items if report.items else 0.0, text="Campaign progress")
 
-    st.subheader(f"{review_tasks.get(campaign.task).title}: results beside the paper")
+    st.subheader(md_escape(f"{review_tasks.get(campaign.task).title}: results beside the paper"))
     figures = results.task_results(actor, campaign.id)
     if figures.figures:
         st.dataframe(pd.DataFrame([{"measure": f.name, "this campaign": fmt(f.value), "paper": f.paper or "",
                                     "note": f.note} for f in figures.figures]), hide_index=True, key="rv_figures")
     for title, rows in figures.tables:
         if rows:
-            st.caption(title)
+            st.caption(md_escape(title))
             st.dataframe(pd.DataFrame(list(rows)), hide_index=True)
 
     st.subheader("Progress per annotator")
@@ -158,8 +158,9 @@ def campaign_settings(campaign: campaigns.CampaignView) -> None:
 
 def paper_preset(users: dict[int, str]) -> None:
     st.subheader(campaigns.PAPER_PRESET)
-    st.caption(f"The paper's human evaluation in one click: {', '.join(review_tasks.get(t).title for t in campaigns.PAPER_TASKS)}; "
-               f"{campaigns.PAPER_ITEMS} items each, every item answered by {campaigns.PAPER_ANNOTATORS} annotators.")
+    titles = ", ".join(review_tasks.get(t).title for t in campaigns.PAPER_TASKS)
+    st.caption(md_escape(f"The paper's human evaluation in one click: {titles}; {campaigns.PAPER_ITEMS} items each, "
+                         f"every item answered by {campaigns.PAPER_ANNOTATORS} annotators."))
     with st.form("rv_preset"):
         picked = st.multiselect("Annotators (3)", list(users), format_func=users.get, key="rv_preset_users")
         left, middle, right = st.columns(3)
@@ -174,7 +175,7 @@ def paper_preset(users: dict[int, str]) -> None:
             except (ValueError, PermissionDenied) as exc:
                 st.error(md_escape(str(exc)))
             else:
-                flash("Created: " + ", ".join(f"{c.name} ({c.item_count} items)" for c in made), scope="review")
+                flash(md_escape("Created: " + ", ".join(f"{c.name} ({c.item_count} items)" for c in made)), scope="review")
                 st.rerun()
 
 
@@ -183,14 +184,14 @@ def new_campaign_form(users: dict[int, str]) -> None:
     task_name = st.selectbox("Task", review_tasks.NAMES, key="rv_new_task",
                              format_func=lambda t: review_tasks.get(t).title)
     task = review_tasks.get(task_name)
-    st.caption(task.summary)
+    st.caption(md_escape(task.summary))
     taxonomies = tax.list_taxonomies()
     default_tax = next((i for i, t in enumerate(taxonomies) if t.name == tax.GOEMOTIONS), 0)
     with st.form("rv_new_campaign"):
         name = st.text_input("Name", key="rv_new_name")
         taxonomy = st.selectbox("Taxonomy", taxonomies, index=default_tax, format_func=lambda t: t.name)
         chosen = [spec for spec in task.questions()
-                  if st.checkbox(spec.title, value=True, key=f"rv_q_{task_name}_{spec.name}")]
+                  if st.checkbox(md_escape(spec.title), value=True, key=f"rv_q_{task_name}_{spec.name}")]
         extra_title = st.text_input("Add a question (optional title)", key="rv_extra_title")
         extra_kind = st.selectbox("Its kind", qs.KINDS, key="rv_extra_kind")
         extra_choices = st.text_input("Its choices (comma separated, for label questions)", key="rv_extra_choices")

@@ -138,7 +138,7 @@ def test_login_refuses_a_wrong_password_and_accepts_the_right_one(admin):
     at.text_input(key="login_username").input("admin")
     at.text_input(key="login_password").input("not-the-password")
     at.button[0].click().run()
-    assert [e.value for e in at.error] == ["Wrong username or password."]
+    assert [e.value for e in at.error] == [md_escape("Wrong username or password.")]
     assert SESSION_KEY not in at.session_state
 
     at.text_input(key="login_password").input("admin-pass-123")

@@ -29,6 +29,11 @@ WRITE_CALLS = {"write_session", "batch", "writing_into"}  # a write transaction,
 # Exempt by name, with the reason. Anything else that writes must check its caller.
 EXEMPT = {
     "core.auth.authenticate": "login: it finds out who is asking",
+    "core.sessions.log_in": "login: it finds out who is asking (password, rate limit)",
+    "core.sessions.start_session": "login: the session of the person who just proved who they are",
+    "core.sessions.log_out": "logout: ends the caller's own session, known by its id",
+    "core.sessions.log_out_cookie": "logout: ends the session the browser's own cookie names",
+    "core.sessions.redeem_ticket": "login: trades the one-time ticket the login just issued for the cookie",
     "core.auth.ensure_admin": "set-up: the first admin, only while there is no admin",
     "core.bootstrap.main": "set-up (`python -m core.bootstrap`), run from the shell before anyone logs in",
     "core.bootstrap.prepare_database": "set-up: migrations and the built-in seeds",

@@ -17,6 +17,7 @@ from tests.test_pages import (  # noqa: F401 (fixtures)
     navigation_steady_state,
     shared_component_registry,
 )
+from ui.plain import md_escape
 from ui.session import SESSION_KEY, TICKET_KEY
 
 
@@ -93,7 +94,7 @@ def test_the_login_form_says_when_there_were_too_many_failures(admin):
     at = app().run()
     for _ in range(sessions.MAX_FAILURES_PER_USERNAME):
         log_in_through_the_form(at, "admin", "not-the-password")
-        assert [e.value for e in at.error] == ["Wrong username or password."]
+        assert [e.value for e in at.error] == [md_escape("Wrong username or password.")]
     log_in_through_the_form(at, "admin", "admin-pass-123")
-    assert [e.value for e in at.error] == ["Too many failed logins for this username. Try again in 15 minutes."]
+    assert [e.value for e in at.error] == [md_escape("Too many failed logins for this username. Try again in 15 minutes.")]
     assert shows_the_login_form(at)

@@ -131,7 +131,7 @@ def messages() -> None:
         st.error(md_escape(error))
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
-        st.caption(notice)
+        st.caption(md_escape(notice))
 
 
 # --------------------------------------------------------------------------- what an item shows
@@ -155,9 +155,9 @@ def _rating(actor, item, question, names, keyed: bool) -> None:
     current = st.session_state.get(answer_key(item.item_id, question.name))
     anchors = question.anchors
     for col, value in zip(st.columns(len(qs.RATING_VALUES)), qs.RATING_VALUES):
-        col.button(str(value), key=f"rv_btn:{item.item_id}:{question.name}:{value}", width="stretch",
+        col.button(md_escape(value), key=f"rv_btn:{item.item_id}:{question.name}:{value}", width="stretch",
                    type="primary" if current == value else "secondary", shortcut=str(value) if keyed else None,
-                   help=anchors.get(str(value)), on_click=set_answer,
+                   help=md_escape(anchors.get(str(value), "")) or None, on_click=set_answer,
                    args=(actor, item.item_id, names, question.name, value))
     if current in qs.RATING_VALUES and anchors.get(str(current)):
         st.caption(md_escape(f"{current}: {anchors[str(current)]}"))
@@ -172,7 +172,7 @@ def _label_buttons(actor, item, question, names, keyed: bool, order: list[str], 
         callback, args = ((toggle_choice, (actor, item.item_id, names, question.name, choice, order)) if multi
                           else (set_answer, (actor, item.item_id, names, question.name, choice)))
         cols[index % LABEL_COLUMNS].button(
-            choice, key=f"rv_btn:{item.item_id}:{question.name}:{choice}", width="stretch", shortcut=shortcut,
+            md_escape(choice), key=f"rv_btn:{item.item_id}:{question.name}:{choice}", width="stretch", shortcut=shortcut,
             type="primary" if choice in picked else "secondary", on_click=callback, args=args)
 
 
@@ -191,16 +191,16 @@ def question_widget(actor: Actor, item: queue.ItemView, question: qs.QuestionVie
     elif question.kind == "single_label":
         if st.session_state.get(key) not in options:
             st.session_state[key] = None
-        st.selectbox(question.title, options, key=key, index=None, label_visibility="collapsed",
+        st.selectbox(md_escape(question.title), options, key=key, index=None, label_visibility="collapsed",
                      on_change=widget_changed, args=(actor, item.item_id, names))
     elif question.kind == "flag":
         if st.session_state.get(key) is None:
             st.session_state[key] = False
-        st.checkbox(question.title, key=key, on_change=widget_changed, args=(actor, item.item_id, names))
+        st.checkbox(md_escape(question.title), key=key, on_change=widget_changed, args=(actor, item.item_id, names))
     else:
         if st.session_state.get(key) is None:
             st.session_state[key] = ""
-        st.text_input(question.title, key=key, label_visibility="collapsed",
+        st.text_input(md_escape(question.title), key=key, label_visibility="collapsed",
                       on_change=widget_changed, args=(actor, item.item_id, names))
 
 

@@ -225,6 +225,7 @@ def import_or_enqueue(actor: Actor | None, filename: str, data: bytes, *, source
                       **options) -> inline.Outcome[LabelledImportReport]:
     """What the Export page's Import does with a file: small files are imported now (the report), big
     ones are checked now and stored by the worker (the job id)."""
+    require_admin(actor)
     arguments = dict(source=source, taxonomy_id=taxonomy_id, evaluation=evaluation, licence=licence, fmt=fmt,
                      **options)
     if inline.upload_runs_now(len(data)):

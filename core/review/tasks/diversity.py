@@ -165,11 +165,12 @@ def within_across(vectors: np.ndarray, characters: list[int]) -> tuple[float | N
     return (float(within.mean()) if within.size else None, float(across.mean()) if across.size else None)
 
 
-def compute_character_similarity(embed=None, seed: int = 0) -> dict[str, int]:
+def compute_character_similarity(actor: Actor | None, embed=None, seed: int = 0) -> dict[str, int]:
     """Within- vs across-character similarity per emotion of context-less utterances (replacing the
     previous figures). `embed(texts) -> vectors`; the bundled MiniLM by default."""
+    require_admin(actor)
     if embed is None:
-        from core.curate.signals import embed_texts as embed
+        from core.embeddings import embed
     with read_session() as session:
         rows = session.execute(select(Example.id, Example.text, Example.character_id).where(
             Example.kind == "contextless", Example.character_id.is_not(None)).order_by(Example.id)).tuples().all()
@@ -204,7 +205,7 @@ def enqueue_character_similarity(actor: Actor | None) -> int:
 @jobs.handler(SIMILARITY_JOB)
 def run_similarity_job(ctx: jobs.JobContext) -> dict[str, Any]:
     ctx.set_total(1, note="embedding the context-less utterances")
-    result = compute_character_similarity()
+    result = compute_character_similarity(ctx.actor)
     with ctx.batch() as session:
         ctx.advance(session, 1, note=f"{result['emotions']} emotions")
     return result

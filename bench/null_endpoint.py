@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 from typing import Any
 
 WORDS = ("amber river quiet lantern harbor winter meadow stone whisper copper thunder orchard velvet signal "
@@ -24,10 +25,26 @@ WORDS = ("amber river quiet lantern harbor winter meadow stone whisper copper th
          "juniper kelp lilac mosaic nimbus onyx pebble quill russet sable thistle").split()
 
 
-def instance(schema: dict[str, Any], rng: random.Random, defs: dict[str, Any]) -> Any:
+LISTED = re.compile(r"^- ([A-Za-z][A-Za-z \-']{1,30}?)(?::|$)", re.MULTILINE)
+
+
+class Answerer:
+    """Fills a schema for one request. Short names come from the prompt's `- name: ...` lists when it
+    has one (label names, as a teacher would pick), else from two random words (character names)."""
+
+    def __init__(self, rng: random.Random, defs: dict[str, Any], listed: list[str]):
+        self.rng, self.defs, self.listed = rng, defs, listed
+        self.used: set[str] = set()  # names given in this answer: each once (no label or character twice)
+
+    def value(self, schema: dict[str, Any]) -> Any:
+        return instance(schema, self)
+
+
+def instance(schema: dict[str, Any], answerer: Answerer) -> Any:
     """A value valid under a (pydantic-style) JSON schema: objects, arrays, strings, numbers, enums, refs."""
+    rng, defs = answerer.rng, answerer.defs
     if "$ref" in schema:
-        return instance(defs[schema["$ref"].rsplit("/", 1)[-1]], rng, defs)
+        return instance(defs[schema["$ref"].rsplit("/", 1)[-1]], answerer)
     if "enum" in schema:
         return rng.choice(schema["enum"])
     if "const" in schema:
@@ -35,30 +52,32 @@ def instance(schema: dict[str, Any], rng: random.Random, defs: dict[str, Any]) -
     for key in ("anyOf", "oneOf", "allOf"):
         if key in schema:
             options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
-            return instance(options[0], rng, defs)
+            return instance(options[0], answerer)
     kind = schema.get("type", "object")
     if kind == "object":
         properties = schema.get("properties", {})
-        return {name: instance(sub, rng, defs) for name, sub in properties.items()}
-    if kind == "array":
-        low, high = schema.get("minItems", 0), schema.get("maxItems", 4)
-        count = rng.randint(max(low, min(1, high)), max(low, min(high, 4)))
-        return [instance(schema.get("items", {}), rng, defs) for _ in range(count)]
+        return {name: instance(sub, answerer) for name, sub in properties.items()}
+    if kind == "array":  # as many items as allowed (up to 12): a run finds every character it may
+        count = max(schema.get("minItems", 0), min(schema.get("maxItems", 4), 12))
+        return [instance(schema.get("items", {}), answerer) for _ in range(count)]
     if kind in ("number", "integer"):
         low, high = schema.get("minimum", 0), schema.get("maximum", 1)
         value = low + (high - low) * rng.random()
         return int(value) if kind == "integer" else round(value, 1)
     if kind == "boolean":
         return rng.random() < 0.5
-    return text(schema, rng)
+    return text(schema, answerer)
 
 
-def text(schema: dict[str, Any], rng: random.Random) -> str:
+def text(schema: dict[str, Any], answerer: Answerer) -> str:
     """Words of letters and spaces (they satisfy name patterns too), within the length bounds."""
+    rng = answerer.rng
     low, high = schema.get("minLength", 0), schema.get("maxLength", 80)
-    if high <= 32:  # a name: one word
-        word = rng.choice(WORDS).capitalize()
-        return (word * (1 + low // max(1, len(word))))[:high].ljust(low, "a")
+    if high <= 64:  # a name
+        fits = [name for name in answerer.listed if low <= len(name) <= high and name not in answerer.used]
+        name = rng.choice(fits) if fits else f"{rng.choice(WORDS).capitalize()} {rng.choice(WORDS).capitalize()}"
+        answerer.used.add(name)
+        return name[:high].ljust(low, "a")
     target = rng.randint(max(low, min(24, high)), max(low, min(high, 90)))
     words: list[str] = []
     while sum(len(w) + 1 for w in words) < target:
@@ -70,7 +89,9 @@ def answer(body: bytes) -> bytes:
     request = json.loads(body)
     rng = random.Random(hashlib.blake2b(body, digest_size=8).digest())
     schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
-    content = json.dumps(instance(schema, rng, schema.get("$defs", {}))) if schema else "Hello."
+    listed = [name for message in request.get("messages", [])
+              for name in LISTED.findall(str(message.get("content", "")))]
+    content = json.dumps(Answerer(rng, schema.get("$defs", {}), listed).value(schema)) if schema else "Hello."
     return json.dumps({
         "id": "null", "object": "chat.completion", "created": 0, "model": request.get("model", "null"),
         "choices": [{"index": 0, "finish_reason": "stop",

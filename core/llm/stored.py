@@ -29,8 +29,17 @@ def text_hash(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+_schema_texts: dict[int, tuple[dict[str, Any], str]] = {}
+
+
 def _schema_text(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    """The schema as canonical JSON; remembered per schema object (a run shares one per stage)."""
+    known = _schema_texts.get(id(schema))
+    if known is None or known[0] is not schema:
+        if len(_schema_texts) > 1000:
+            _schema_texts.clear()
+        known = _schema_texts[id(schema)] = (schema, json.dumps(schema, sort_keys=True, separators=(",", ":")))
+    return known[1]
 
 
 def _texts_of(request: ChatRequest) -> list[str]:

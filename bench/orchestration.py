@@ -13,6 +13,7 @@ schema in the database of `--postgres`, dropped afterwards) and once on SQLite (
   calls_per_s          LLM calls answered / wall time of the worker's job, PostgreSQL (goal >= 1000)
   db_bytes_per_call    growth of the schema's tables, indexes and TOAST during the run / calls (goal <= 1500)
   sqlite_calls_per_s   the same run on SQLite
+  llm_layer_calls_per_s  one `llm_generate` job (requests in, answers cached; no pipeline stores), PostgreSQL
 
 Running time: at the defaults (2 x 50,000 calls) about 2 x (50,000 / calls_per_s) plus a minute of
 set-up; on our shared 2-core machine (null endpoints, worker and PostgreSQL on the same two cores) a
@@ -167,6 +168,34 @@ def run_once(database_url: str, schema: str | None, endpoints: list[str], work: 
     return {"calls": calls, "seconds": wall, "bytes": sum(grown.values())}
 
 
+def run_llm_layer(database_url: str, schema: str | None, calls: int) -> dict:
+    """The LLM layer alone: one `llm_generate` job of `calls` labelling requests, no pipeline stores."""
+    from core import auth, jobs, worker
+    from core.llm.jobs import enqueue_generation
+    from db.models import JobStatus
+
+    admin = auth.authenticate("admin", "admin-pass-123")
+    rng = random.Random(7)
+    from bench.null_endpoint import WORDS
+
+    items = [{"messages": [{"role": "system", "content": "You label the emotion of a text. Answer with JSON only."},
+                           {"role": "user", "content": f'Text: "{" ".join(rng.choices(WORDS, k=12))}"\n\n'
+                                                       "Which single emotion does the writer feel, and how sure are "
+                                                       "you (0 to 1)?"}]} for _ in range(calls)]
+    job_id = enqueue_generation(admin, items, task="emotion_guess", stage="bench")
+    before = sum(database_bytes(database_url, schema).values())
+    started = time.monotonic()
+    worker.serve(once=True)
+    wall = time.monotonic() - started
+    grown = sum(database_bytes(database_url, schema).values()) - before
+    view = jobs.get_job(admin, job_id)
+    if view.status != JobStatus.succeeded:
+        sys.exit(f"the llm_generate job ended {view.status.value}: {view.error}")
+    print(f"llm layer alone: {calls} calls in {wall:.1f} s: {calls / wall:.0f} calls/s, "
+          f"{grown / calls:.0f} database bytes per call", flush=True)
+    return {"calls_per_s": round(calls / wall, 1), "bytes_per_call": round(grown / calls)}
+
+
 @contextmanager
 def postgres_schema(base_url: str):
     """A fresh schema (search_path set through the URL), dropped afterwards."""
@@ -196,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight per endpoint")
     parser.add_argument("--batch-size", type=int, default=1000, help="answers per commit at most")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
+    parser.add_argument("--llm-layer-calls", type=int, default=20_000,
+                        help="then one llm_generate job of this many calls: the LLM layer without the pipeline")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the PostgreSQL run (to stderr)")
     args = parser.parse_args(argv)
@@ -205,6 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     with null_endpoints(args.endpoints, work) as urls:
         with postgres_schema(args.postgres) as (url, schema):
             pg = run_once(url, schema, urls, work, args, "postgresql")
+            if args.llm_layer_calls:
+                layer = run_llm_layer(url, schema, args.llm_layer_calls)
+                figures.update(llm_layer_calls_per_s=layer["calls_per_s"],
+                               llm_layer_db_bytes_per_call=layer["bytes_per_call"])
         figures.update(calls=pg["calls"], seconds=round(pg["seconds"], 1),
                        calls_per_s=round(pg["calls"] / pg["seconds"], 1),
                        db_bytes_per_call=round(pg["bytes"] / max(1, pg["calls"])))

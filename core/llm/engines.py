@@ -5,7 +5,7 @@
   the same code on a bigger model, spread over `tensor_parallel_size` GPUs.
 - `OpenAIEngine`: one or more OpenAI-compatible servers (a list of endpoints, all kept busy), at
   most `max_concurrency` requests in flight per endpoint, retries with exponential backoff. It
-  also offers `submit(request) -> future`, which the runner uses to keep every endpoint fed.
+  also offers `submit(requests, inbox, tags)`, which the runner uses to keep every endpoint fed.
 
 Which engine the settings name, built once per process: `core.llm.factory`.
 
@@ -16,7 +16,8 @@ whole batch), so one bad prompt does not sink its neighbours.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import collections
+import functools
 import json
 import os
 import threading
@@ -195,13 +196,23 @@ class OpenAIEngine:
         """Requests in flight when every endpoint is busy."""
         return self.max_concurrency * len(self.endpoints)
 
-    def submit(self, request: ChatRequest) -> concurrent.futures.Future:
-        """Queue one request; the future's result is its ChatResult (never an exception)."""
-        return asyncio.run_coroutine_threadsafe(self._one(request), self._running_loop())
+    def submit(self, requests: Sequence[ChatRequest], inbox: "Inbox", tags: Sequence[Any]) -> "Submission":
+        """Send requests; each (tag, ChatResult) lands in `inbox` as it arrives (a result, never an exception).
+
+        One hand-over to the engine's loop per call, and no lock per answer: on a busy machine waking
+        another thread costs more than the rest of a call's bookkeeping, so it is paid per batch.
+        """
+        submission = Submission(self._running_loop())
+        submission.loop.call_soon_threadsafe(self._start, list(zip(tags, requests)), inbox, submission)
+        return submission
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
-        futures = [self.submit(request) for request in requests]
-        return [future.result() for future in futures]
+        inbox = Inbox()
+        self.submit(requests, inbox, range(len(requests)))
+        results: dict[int, ChatResult] = {}
+        while len(results) < len(requests):
+            results.update(inbox.take(timeout=1.0))
+        return [results[i] for i in range(len(requests))]
 
     def requests_per_endpoint(self) -> dict[str, int]:
         """Requests each endpoint answered (any status) since the engine started."""
@@ -236,6 +247,15 @@ class OpenAIEngine:
                 self._thread.start()
                 ready.wait()
             return self._loop
+
+    def _start(self, pairs: list[tuple[Any, ChatRequest]], inbox: "Inbox", submission: "Submission") -> None:
+        """On the loop: a task per request, its result posted to the inbox with its tag."""
+        for tag, request in pairs:
+            if submission.cancelled:
+                return
+            task = self._loop.create_task(self._one(request))
+            task.add_done_callback(functools.partial(_post, inbox, tag))
+            submission.tasks.append(task)
 
     async def _close_sessions(self) -> None:
         for endpoint in self.endpoints:
@@ -324,6 +344,50 @@ class OpenAIEngine:
         except (ValueError, KeyError, IndexError, TypeError) as error:
             return ChatResult(request.key, None, error=f"unreadable answer from {endpoint.url}: "
                                                        f"{type(error).__name__}: {payload[:200]!r}")
+
+
+def _post(inbox: "Inbox", tag: Any, task: asyncio.Task) -> None:
+    if not task.cancelled():
+        inbox.put((tag, task.result()))
+
+
+class Inbox:
+    """Answers handed from the engine's loop to the caller's thread in arrival order, without a lock
+    per answer (a deque's append and popleft are atomic; the event only wakes a waiting caller)."""
+
+    def __init__(self):
+        self.items: collections.deque = collections.deque()
+        self.ready = threading.Event()
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        self.ready.set()
+
+    def take(self, timeout: float) -> list[Any]:
+        """What has arrived; waits up to `timeout` seconds when nothing has."""
+        if not self.items:
+            self.ready.wait(timeout)
+        self.ready.clear()
+        taken = []
+        while self.items:
+            taken.append(self.items.popleft())
+        return taken
+
+
+class Submission:
+    """Requests handed to an engine's loop together; `cancel()` withdraws what is not answered yet."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop, self.tasks, self.cancelled = loop, [], False
+
+    def cancel(self) -> None:
+        def withdraw() -> None:
+            self.cancelled = True
+            for task in self.tasks:
+                task.cancel()
+
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(withdraw)
 
 
 @dataclass

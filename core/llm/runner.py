@@ -9,11 +9,9 @@ the next claim asks again. The stored request is compact (core.llm.stored).
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import inspect
 import itertools
-import queue
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.jobs import JobContext
-from core.llm.engines import Engine, Progress
+from core.llm.engines import Engine, Inbox, Progress, Submission
 from core.llm.stored import compact_requests, full_messages
 from core.llm.structured import parse_answer
 from core.llm.types import ChatRequest, ChatResult
@@ -140,40 +138,46 @@ def stream(engine: Engine, requests: Sequence[ChatRequest], output_model: type[B
            validation_attempts: int, *, window: int, tick_seconds: float) -> Iterator[Outcome | None]:
     """Final outcomes in the order they arrive, from an engine with `submit` (many endpoints kept fed).
 
-    At most `window` requests wait in the engine at a time; an invalid answer is asked again at once.
-    Yields None when nothing arrived for `tick_seconds`, so the caller can commit and check for cancel.
+    At most `window` requests wait in the engine; when half of them are answered, the next ones go
+    in together. An invalid answer is asked again straight away. Yields None when nothing arrived
+    for `tick_seconds`, so the caller can commit and check for cancel.
     """
-    arrived: queue.Queue = queue.Queue()
-    waiting: dict[concurrent.futures.Future, tuple[ChatRequest, Outcome | None]] = {}
+    inbox = Inbox()
+    waiting: dict[int, tuple[ChatRequest, Outcome | None]] = {}
+    submissions: list[Submission] = []
     source = iter(requests)
+    tags = itertools.count()
 
-    def send(request: ChatRequest, previous: Outcome | None) -> None:
-        variant = request if previous is None else again(request, previous.attempts)
-        future = engine.submit(variant)
-        waiting[future] = (request, previous)
-        future.add_done_callback(arrived.put)
+    def send(batch: list[tuple[ChatRequest, Outcome | None]]) -> None:
+        if not batch:
+            return
+        numbered = [(next(tags), pair) for pair in batch]
+        waiting.update(numbered)
+        variants = [request if previous is None else again(request, previous.attempts) for request, previous in batch]
+        submissions.append(engine.submit(variants, inbox, [tag for tag, _ in numbered]))
+        del submissions[:-64]  # old ones are answered; keep a few to cancel
 
     try:
-        for request in itertools.islice(source, window):
-            send(request, None)
+        send([(request, None) for request in itertools.islice(source, window)])
         while waiting:
-            try:
-                future = arrived.get(timeout=tick_seconds)
-            except queue.Empty:
+            arrived = inbox.take(timeout=tick_seconds)
+            if not arrived:
                 yield None
                 continue
-            request, previous = waiting.pop(future)
-            outcome = judge(request, future.result(), output_model, previous)
-            if outcome.status == "invalid" and outcome.attempts < validation_attempts:
-                send(request, outcome)
-                continue
-            following = next(source, None)
-            if following is not None:
-                send(following, None)
-            yield outcome
+            retry: list[tuple[ChatRequest, Outcome | None]] = []
+            for tag, result in arrived:
+                request, previous = waiting.pop(tag)
+                outcome = judge(request, result, output_model, previous)
+                if outcome.status == "invalid" and outcome.attempts < validation_attempts:
+                    retry.append((request, outcome))
+                else:
+                    yield outcome
+            send(retry)
+            if len(waiting) <= window // 2:
+                send([(following, None) for following in itertools.islice(source, window - len(waiting))])
     finally:  # cancelled, lease lost or failed: what is still out is not wanted any more
-        for future in waiting:
-            future.cancel()
+        for submission in submissions:
+            submission.cancel()
 
 
 def store(session: Session, outcomes: Sequence[Outcome], engine: Engine, *, stage: str, job_id: int | None,

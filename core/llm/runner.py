@@ -332,13 +332,16 @@ def cached_answers(keys: Sequence[str]) -> dict[str, CachedAnswer]:
     return answers
 
 
+PROMPT_CHARS = 4000
+
+
 @dataclass(frozen=True)
 class UnansweredRequest:
     key: str
     status: str
     error: str | None
     attempts: int
-    prompt: str  # the last message, shortened
+    prompt: str  # the last message (up to PROMPT_CHARS: with a long shared preamble, the varying part is late)
     raw_text: str | None
 
 
@@ -352,7 +355,7 @@ def unanswered_requests(actor, job_id: int, limit: int = 100) -> list[Unanswered
                                     .order_by(LLMRequest.id).limit(limit)))
         messages = full_messages(session, [r.request for r in rows])
         return [UnansweredRequest(r.key, r.status, r.error, r.attempts,
-                                  _last_message(m)[:200], r.raw_text) for r, m in zip(rows, messages)]
+                                  _last_message(m)[:PROMPT_CHARS], r.raw_text) for r, m in zip(rows, messages)]
 
 
 def _last_message(messages: list[dict[str, str]]) -> str:

@@ -46,8 +46,9 @@ def test_each_paragraph_is_stored_once_and_requests_read_back_whole(admin):
     with read_session() as session:
         paragraphs = session.scalar(select(func.count()).select_from(LLMText))
         request_bytes = sum(len(str(r)) for r in session.scalars(select(LLMRequest.request)))
-    # system prompt, label list, question, schema once; one paragraph per text
-    assert paragraphs == 4 + len(texts)
+    # once: the system prompt, the label list (a long paragraph stays whole), the blank line, the
+    # question, the schema; then one line per text
+    assert paragraphs == 5 + len(texts)
     assert request_bytes < 200 * len(texts) < len(LABELS) * len(texts)  # ids and sampling, not the prompts
     unanswered = unanswered_requests(admin, job_id)
     assert [u.prompt for u in unanswered] == [labelling(t).messages[-1]["content"] for t in texts]

@@ -223,12 +223,16 @@ class _Committer:
         self.started = self.last_write = time.monotonic()
 
     def add(self, outcome: Outcome | None) -> None:
+        """Take an outcome (None: nothing arrived lately) and commit if it is time."""
         if outcome is not None:
-            self.waiting.append(outcome)
-            self.report.output_tokens += outcome.completion_tokens
-            self._count(outcome)
+            self.take(outcome)
         if len(self.waiting) >= self.batch_size or time.monotonic() - self.last_write >= self.flush_seconds:
             self.commit()
+
+    def take(self, outcome: Outcome) -> None:
+        self.waiting.append(outcome)
+        self.report.output_tokens += outcome.completion_tokens
+        self._count(outcome)
 
     def commit(self) -> None:
         """Store what is waiting (with the progress), then stop here if a user asked to cancel."""
@@ -307,8 +311,8 @@ def run_requests(ctx: JobContext, engine: Engine, requests: Iterable[ChatRequest
                            progress=committer.in_flight)
             report.engine_seconds += time.monotonic() - asked
             for outcome in outcomes:
-                committer.add(outcome)
-            committer.commit()
+                committer.take(outcome)
+            committer.commit()  # the batch's answers in one transaction
     committer.commit()
     return report
 

@@ -2,9 +2,11 @@
 
 A pipeline's prompts repeat themselves: the same instructions, the same passage for each of a
 story's characters, the same label definitions for every utterance. So a message is stored as the
-ids of its paragraphs (split at blank lines) in `llm_texts`, each paragraph once, and the output
-schema likewise; the request row keeps only those ids and the sampling. The cache key still hashes
-the full messages (core.llm.types.request_key), so what is stored never changes what is asked.
+ids of its parts in `llm_texts`, each part once, and the output schema likewise; the request row
+keeps only those ids and the sampling. A part is a line, except that a long paragraph (a list of
+label definitions) stays whole: a template's short lines that hold a variable then cost their own
+line only, and a list costs one id. The cache key still hashes the full messages
+(core.llm.types.request_key), so what is stored never changes what is asked.
 """
 
 from __future__ import annotations
@@ -22,7 +24,19 @@ from sqlalchemy.orm import Session
 from core.llm.types import ChatRequest
 from db.models import LLMText
 
-SEPARATOR = "\n\n"  # paragraphs: instructions, a passage, a list of labels, the text to label
+LINE = "\n"
+WHOLE_PARAGRAPH_LINES = 8  # a paragraph of more lines (a list) is one part
+
+
+def parts(content: str) -> list[str]:
+    """The content cut into parts that `LINE.join(parts)` puts back exactly."""
+    cut: list[str] = []
+    for number, paragraph in enumerate(content.split(LINE * 2)):
+        if number:
+            cut.append("")  # the blank line between paragraphs
+        lines = paragraph.split(LINE)
+        cut.extend([paragraph] if len(lines) > WHOLE_PARAGRAPH_LINES else lines)
+    return cut
 
 
 def text_hash(text: str) -> str:
@@ -43,7 +57,7 @@ def _schema_text(schema: dict[str, Any]) -> str:
 
 
 def _texts_of(request: ChatRequest) -> list[str]:
-    texts = [part for message in request.messages for part in str(message.get("content", "")).split(SEPARATOR)]
+    texts = [part for message in request.messages for part in parts(str(message.get("content", "")))]
     if request.schema:
         texts.append(_schema_text(request.schema))
     return texts
@@ -75,7 +89,7 @@ def compact_requests(session: Session, requests: Sequence[ChatRequest]) -> list[
     compact = []
     for request in requests:
         messages = [[message.get("role", "user"),
-                     [ids[text_hash(part)] for part in str(message.get("content", "")).split(SEPARATOR)]]
+                     [ids[text_hash(part)] for part in parts(str(message.get("content", "")))]]
                     for message in request.messages]
         compact.append({"messages": messages, "sampling": request.sampling.as_dict(),
                         "schema": ids[text_hash(_schema_text(request.schema))] if request.schema else None})
@@ -96,8 +110,8 @@ def full_messages(session: Session, stored: Sequence[dict[str, Any]]) -> list[li
         messages = []
         for message in (request or {}).get("messages") or []:
             if isinstance(message, list):
-                role, parts = message
-                messages.append({"role": role, "content": SEPARATOR.join(texts.get(i, "") for i in parts)})
+                role, ids = message
+                messages.append({"role": role, "content": LINE.join(texts.get(i, "") for i in ids)})
             else:
                 messages.append(dict(message))
         result.append(messages)

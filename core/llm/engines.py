@@ -163,8 +163,8 @@ class OpenAIEngine:
 
     Requests go out from one event loop on a background thread, at most `max_concurrency` in flight
     per endpoint; each goes to the endpoint with the fewest in flight, so every endpoint stays busy
-    and a slow one gets less. `submit()` hands back a future as soon as the request is queued, so a
-    caller can keep thousands in flight from one thread; `generate()` waits for a whole batch.
+    and a slow one gets less. `submit()` returns at once and posts each answer to an inbox as it
+    arrives, so a caller can keep thousands in flight from one thread; `generate()` waits for a batch.
 
     The HTTP client is aiohttp, not the `openai` package: against an instant server (bench.orchestration)
     the `openai` client costs about 2 ms of CPU per call (440 calls/s on one core), aiohttp 0.15 ms.
@@ -215,7 +215,7 @@ class OpenAIEngine:
         return [results[i] for i in range(len(requests))]
 
     def requests_per_endpoint(self) -> dict[str, int]:
-        """Requests each endpoint answered (any status) since the engine started."""
+        """Requests sent to each endpoint since the engine started (retries included)."""
         return {endpoint.url: endpoint.sent for endpoint in self.endpoints}
 
     def close(self) -> None:
@@ -254,7 +254,7 @@ class OpenAIEngine:
             if submission.cancelled:
                 return
             task = self._loop.create_task(self._one(request))
-            task.add_done_callback(functools.partial(_post, inbox, tag))
+            task.add_done_callback(functools.partial(_post, inbox, tag, request.key))
             submission.tasks.append(task)
 
     async def _close_sessions(self) -> None:
@@ -346,9 +346,13 @@ class OpenAIEngine:
                                                        f"{type(error).__name__}: {payload[:200]!r}")
 
 
-def _post(inbox: "Inbox", tag: Any, task: asyncio.Task) -> None:
-    if not task.cancelled():
-        inbox.put((tag, task.result()))
+def _post(inbox: "Inbox", tag: Any, key: str | None, task: asyncio.Task) -> None:
+    """A finished request's answer to the inbox; a bug in the client becomes that request's error."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    inbox.put((tag, task.result() if error is None else
+               ChatResult(key, None, error=f"client error: {type(error).__name__}: {error}")))
 
 
 class Inbox:

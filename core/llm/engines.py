@@ -138,7 +138,7 @@ def _counter(progress: Progress) -> Callable[..., Any]:
     """A stand-in for vLLM's tqdm bar that reports each finished request to `progress`."""
 
     class Counter:
-        def __init__(self, **_options: Any):
+        def __init__(self):
             self.n, self.postfix, self.started = 0, "", time.monotonic()
 
         @property
@@ -155,7 +155,12 @@ def _counter(progress: Progress) -> Callable[..., Any]:
         def close(self) -> None:
             pass
 
-    return Counter
+    def bar(iterable: Any = None, **_options: Any) -> Any:
+        # vLLM also wraps the prompts it renders (an iterable, handed back as it is): only the
+        # bar over finished requests counts answers.
+        return iterable if iterable is not None else Counter()
+
+    return bar
 
 
 class OpenAIEngine:

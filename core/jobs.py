@@ -387,6 +387,16 @@ class JobContext:
             values["progress_note"] = note
         session.execute(update(Job).where(Job.id == self.job_id).values(**values))
 
+    def show_progress(self, done: int, note: str | None = None) -> None:
+        """Show work finished but not yet committed (answers of a batch still running); the next
+        `advance` sets the committed count again. Writes only while this worker owns the job."""
+        values: dict[str, Any] = {"progress_done": done}
+        if note is not None:
+            values["progress_note"] = note
+        with write_session() as session:
+            session.execute(update(Job).where(Job.id == self.job_id, Job.lease_owner == self.worker_id,
+                                              Job.status == JobStatus.running).values(**values))
+
     def set_total(self, total: int, note: str | None = None) -> None:
         self.total = total
         with self.batch() as session:

@@ -306,7 +306,9 @@ class LLMRequest(Base):
     stage: Mapped[str] = mapped_column(String(64), default="")
     engine: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(500))
-    request: Mapped[dict[str, Any]] = mapped_column(default=dict)  # messages, sampling, schema
+    # Compact: {"messages": [[role, [text id, ...]], ...], "sampling": {...}, "schema": text id}; the
+    # texts (paragraphs of the messages, the schema) live once each in `llm_texts` (core.llm.stored).
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | ok | invalid | error
     raw_text: Mapped[Optional[str]] = mapped_column(Text)
     parsed: Mapped[Optional[Any]] = mapped_column(JSON)
@@ -317,6 +319,15 @@ class LLMRequest(Base):
     finish_reason: Mapped[Optional[str]] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[Optional[datetime]]
+
+
+class LLMText(Base):
+    """A paragraph of a prompt (or an output schema), stored once however many requests use it."""
+
+    __tablename__ = "llm_texts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hash: Mapped[str] = mapped_column(String(32), unique=True)  # blake2b-128 of the text, hex
+    text: Mapped[str] = mapped_column(Text)
 
 
 class Character(Base):

@@ -65,14 +65,13 @@ def jobs_view() -> None:
         with st.expander("Result"):
             st.json(job.result)
 
-    if job.kind == "llm_generate":
-        unanswered = unanswered_requests(actor, job.id)
-        if unanswered:
-            st.subheader("Requests without a valid answer")
-            st.caption("Kept with their raw text and reason; Retry asks only these again.")
-            st.dataframe(pd.DataFrame([{"status": u.status, "reason": u.error, "attempts": u.attempts,
-                                        "prompt": u.prompt, "raw answer": u.raw_text or ""} for u in unanswered]),
-                         hide_index=True)
+    unanswered = unanswered_requests(actor, job.id)  # any LLM job: a batch of requests, a generation run...
+    if unanswered:
+        st.subheader("Requests without a valid answer")
+        st.caption("Kept with their raw text and reason; Retry asks only these again.")
+        st.dataframe(pd.DataFrame([{"status": u.status, "reason": u.error, "attempts": u.attempts,
+                                    "prompt": u.prompt, "raw answer": u.raw_text or ""} for u in unanswered]),
+                     hide_index=True)
 
     st.subheader("Events")
     events = job_events(actor, job.id)

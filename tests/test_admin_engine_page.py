@@ -20,7 +20,7 @@ def engine_tab_with_openai(admin, base_url: str):
     assert not at.exception, at.exception
     at.radio(key="engine_kind_0").set_value("openai").run()
     assert not at.exception, at.exception
-    at.text_input(key="engine_base_url_0").input(base_url)
+    at.text_area(key="engine_base_url_0").input(base_url)
     at.text_input(key="engine_model_openai_0").input("served-model")
     at.text_input(key="engine_api_key_0").input(SECRET)
     at.number_input(key="engine_max_concurrency_0").set_value(8)
@@ -61,7 +61,7 @@ def test_engine_settings_are_saved_and_the_key_is_never_shown(admin):
 
     assert not any(SECRET in value for value in everything_shown(at))
     assert at.text_input(key="engine_api_key_1").value == ""  # a fresh, empty input
-    assert at.text_input(key="engine_base_url_1").value == "https://llm.example.org/v1"
+    assert at.text_area(key="engine_base_url_1").value == "https://llm.example.org/v1"
     assert "A key is stored (never shown)." in [c.value for c in at.caption]
 
     at.checkbox(key="engine_clear_key_1").check()
@@ -127,3 +127,18 @@ def test_a_finished_check_shows_the_raw_answer_or_the_exact_error(admin):
     at.run()
     assert [e.value for e in at.error] == ["The engine check failed. The exact error:"]
     assert [c.value for c in at.code] == ["Connection error: http://127.0.0.1:9/v1 refused"]  # no answer left
+
+
+def test_several_base_urls_are_saved_one_per_line_and_a_bad_line_is_named(admin):
+    from core.llm import settings as engine_settings
+
+    at = engine_tab_with_openai(admin, "http://10.0.0.1:8000/v1\nhttp://10.0.0.2:8000/v1/\n")
+    assert not at.error, [e.value for e in at.error]
+    assert engine_settings.load().endpoints == ["http://10.0.0.1:8000/v1", "http://10.0.0.2:8000/v1"]
+    assert at.text_area(key="engine_base_url_1").value == "http://10.0.0.1:8000/v1\nhttp://10.0.0.2:8000/v1"
+
+    at.text_area(key="engine_base_url_1").input("http://10.0.0.1:8000/v1\n10.0.0.3:8000")
+    at.button(key="engine_save_1").click().run()
+    assert [e.value for e in at.error] == ["The openai engine needs a base URL such as http://127.0.0.1:8000/v1 "
+                                           "on every line ('10.0.0.3:8000' is not one)."]
+    assert len(engine_settings.load().endpoints) == 2  # nothing saved

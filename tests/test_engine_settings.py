@@ -47,3 +47,27 @@ def test_bad_settings_are_refused_with_a_reason(admin, bad, message):
 def test_only_admins_change_engine_settings(annotator):
     with pytest.raises(PermissionDenied):
         engine_settings.save(annotator, EngineSettings())
+
+
+def test_base_url_holds_a_list_of_endpoints(admin):
+    saved = engine_settings.save(admin, EngineSettings(
+        engine="openai", model="m", base_url="http://a:8000/v1/\nhttp://b:8000/v1, http://a:8000/v1"))
+    assert saved.endpoints == ["http://a:8000/v1", "http://b:8000/v1"]  # each once, in order
+    with pytest.raises(ValueError, match="'b:8000' is not one"):
+        engine_settings.save(admin, EngineSettings(engine="openai", model="m", base_url="http://a:8000/v1 b:8000"))
+
+
+def test_one_factory_builds_the_engine_the_settings_name_once(admin):
+    from core.llm import factory
+    from core.llm.engines import OpenAIEngine
+
+    engine_settings.save(admin, EngineSettings(engine="openai", model="m", max_concurrency=3,
+                                               base_url="http://127.0.0.1:9/v1\nhttp://127.0.0.1:10/v1"))
+    engine = factory.current_engine()
+    assert isinstance(engine, OpenAIEngine) and engine.capacity == 6
+    assert [e.url for e in engine.endpoints] == ["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]
+    assert factory.current_engine() is engine  # built once per process
+    with factory.use_engine("lent") as lent:
+        assert factory.current_engine() == lent
+    engine_settings.save(admin, EngineSettings(engine="openai", model="m2", base_url="http://127.0.0.1:9/v1"))
+    assert factory.current_engine() is not engine and factory.current_engine().model == "m2"

@@ -153,3 +153,54 @@ def test_engine_check_sends_one_real_request(admin, openai_url):
     worker.serve(once=True)
     failed = jobs.get_job(admin, failed_id)
     assert failed.status == JobStatus.failed and failed.error.startswith("HTTP 404")
+
+
+def test_an_unreachable_endpoint_is_passed_over_for_one_that_answers(openai_url):
+    down = f"http://127.0.0.1:{free_port()}/v1"
+    engine = OpenAIEngine([down, openai_url], SERVED_NAME, max_concurrency=2, max_retries=0, timeout=600)
+    try:
+        assert_all_valid(engine.generate(guess_requests(TEXTS[:4])))  # no retry spent on the dead one
+        assert engine.requests_per_endpoint()[openai_url] == 4
+    finally:
+        engine.close()
+
+
+def progress_log(ctx: jobs.JobContext) -> list[tuple[str, int, int]]:
+    """Records (how, done, answers committed) at each progress write of the job."""
+    seen: list[tuple[str, int, int]] = []
+    advance, show = ctx.advance, ctx.show_progress
+
+    def recorded_advance(session, n, *args, **kwargs):
+        advance(session, n, *args, **kwargs)
+        session.flush()
+        seen.append(("commit", ctx.done, session.scalar(select(func.count()).select_from(LLMRequest))))
+
+    def recorded_show(done, *args, **kwargs):
+        show(done, *args, **kwargs)
+        seen.append(("show", done, -1))
+
+    ctx.advance, ctx.show_progress = recorded_advance, recorded_show
+    return seen
+
+
+def test_progress_moves_while_a_batch_runs_and_commits_with_its_answers(admin, openai_url, vllm_engine):
+    ctx = job_context(admin)
+    seen = progress_log(ctx)
+    engine = OpenAIEngine(openai_url, SERVED_NAME, max_concurrency=2)
+    try:
+        run_requests(ctx, engine, guess_requests(), output_model=EmotionGuess, batch_size=1000, flush_seconds=0.01)
+    finally:
+        engine.close()
+    commits = [(done, stored) for how, done, stored in seen if how == "commit"]
+    assert len(commits) >= 3, seen  # one batch of 6, several commits while it ran
+    assert all(done == stored for done, stored in commits)  # answers and progress commit together
+    assert [d for d, _ in commits] == sorted(d for d, _ in commits) and commits[-1][0] == 6
+
+    ctx = job_context(admin)  # vLLM answers a batch at once: its progress shows while it runs
+    seen = progress_log(ctx)
+    texts = [f"Day {i}: the train was late again." for i in range(8)]
+    run_requests(ctx, vllm_engine, guess_requests(texts), output_model=EmotionGuess, batch_size=1000,
+                 flush_seconds=0.0)
+    shown = [done for how, done, _ in seen if how == "show"]
+    assert shown and shown == sorted(shown) and 0 < max(shown) <= 8, seen
+    assert seen[-1][:2] == ("commit", 8)

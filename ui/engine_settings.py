@@ -76,8 +76,11 @@ def _settings_form(actor: Actor) -> None:
             st.caption(f"Empty = the bundled default teacher ({_inline_code(default_dir)}). "
                        f"Now used: {_inline_code(in_use)}")
         else:
-            base_url = st.text_input("Base URL", value=stored.base_url, key=f"engine_base_url_{version}",
-                                     placeholder="http://127.0.0.1:8000/v1")
+            base_url = st.text_area(
+                "Base URLs", value="\n".join(stored.endpoints), key=f"engine_base_url_{version}",
+                placeholder="http://127.0.0.1:8000/v1", height=96,
+                help="One per line: servers of the same model (say one vLLM server per GPU). The worker keeps "
+                     "every one of them busy, sending each request to the one with the fewest in flight.")
             model = st.text_input("Model name", value=stored.model if same_engine else "",
                                   key=f"engine_model_openai_{version}", help="The model name the server expects.")
             api_key = st.text_input("API key", value="", type="password", autocomplete="new-password",
@@ -91,10 +94,12 @@ def _settings_form(actor: Actor) -> None:
         with left:
             max_concurrency = st.number_input(
                 "Max concurrency", min_value=1, step=1, value=int(stored.max_concurrency),
-                key=f"engine_max_concurrency_{version}", help="OpenAI-compatible server: requests in flight.")
+                key=f"engine_max_concurrency_{version}",
+                help="OpenAI-compatible servers: requests in flight per server.")
             batch_size = st.number_input("Batch size", min_value=1, step=1, value=int(stored.batch_size),
                                          key=f"engine_batch_size_{version}",
-                                         help="Requests per committed batch.")
+                                         help="At most this many answers per commit (answers are also committed "
+                                              "every second); vLLM in the worker: prompts per batch.")
             validation_attempts = st.number_input(
                 "Validation attempts", min_value=1, step=1, value=int(stored.validation_attempts),
                 key=f"engine_validation_attempts_{version}",

@@ -8,7 +8,7 @@ from typing import Any
 from core import jobs
 from core.auth import Actor, require_admin
 from core.llm import settings as engine_settings
-from core.llm.engines import engine_for
+from core.llm.factory import current_engine
 from core.llm.runner import run_requests
 from core.llm.tasks import emotion_guess_messages, task_model, task_schema
 from core.llm.types import ChatRequest, Sampling
@@ -17,8 +17,7 @@ CHECK_TEXT = "I finally got the job I wanted for years!"
 
 
 def _current_engine():
-    settings = engine_settings.load()
-    return settings, engine_for(settings, engine_settings.api_key())
+    return engine_settings.load(), current_engine()
 
 
 def requests_from_payload(items: list[dict[str, Any]], default: Sampling, schema: dict | None) -> list[ChatRequest]:

@@ -27,8 +27,8 @@ ENGINES = ("vllm", "openai")
 class EngineSettings:
     engine: str = "vllm"
     model: str = ""  # vllm: model folder ("" = the default teacher); openai: the server's model name
-    base_url: str = ""  # openai only
-    max_concurrency: int = 16  # openai: requests in flight
+    base_url: str = ""  # openai only: one or more endpoints serving the same model, one per line
+    max_concurrency: int = 16  # openai: requests in flight per endpoint
     batch_size: int = 256  # requests per committed batch
     tensor_parallel_size: int = 1  # vllm on several GPUs
     max_model_len: int = 2048  # vllm
@@ -44,6 +44,12 @@ class EngineSettings:
             return str(config.teacher_model_dir())
         return self.model
 
+    @property
+    def endpoints(self) -> list[str]:
+        """The base URLs in `base_url` (separated by new lines, spaces or commas), each once, in order."""
+        urls = self.base_url.replace(",", " ").split()
+        return list(dict.fromkeys(url.rstrip("/") for url in urls))
+
     def default_sampling(self) -> Sampling:
         return Sampling(**{k: self.sampling[k] for k in ("temperature", "top_p", "max_tokens", "seed")
                            if k in self.sampling})
@@ -51,8 +57,13 @@ class EngineSettings:
     def check(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"Unknown engine {self.engine!r}: choose {' or '.join(ENGINES)}.")
-        if self.engine == "openai" and not (self.base_url.startswith("http://") or self.base_url.startswith("https://")):
-            raise ValueError("The openai engine needs a base URL such as http://127.0.0.1:8000/v1.")
+        if self.engine == "openai":
+            if not self.endpoints:
+                raise ValueError("The openai engine needs a base URL such as http://127.0.0.1:8000/v1.")
+            for url in self.endpoints:
+                if not (url.startswith("http://") or url.startswith("https://")):
+                    raise ValueError("The openai engine needs a base URL such as http://127.0.0.1:8000/v1"
+                                     + (f" on every line ({url!r} is not one)." if len(self.endpoints) > 1 else "."))
         if self.engine == "openai" and not self.model:
             raise ValueError("The openai engine needs the server's model name.")
         for name in ("max_concurrency", "batch_size", "tensor_parallel_size", "max_model_len", "validation_attempts"):

@@ -8,6 +8,7 @@ write digits until it runs out of tokens.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -18,8 +19,13 @@ class SchemaNotBounded(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=256)
 def bounded_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema, checked so that every string and number has a bound."""
+    """The model's JSON schema, checked so that every string and number has a bound.
+
+    Built once per model (pydantic takes about a millisecond, and a run builds one per request); the
+    same dict is handed to every caller, so treat it as read-only.
+    """
     schema = model.model_json_schema()
     _check_bounds(schema, schema.get("title", model.__name__))
     return schema

@@ -18,7 +18,8 @@ from core import jobs
 from core import labels as label_store
 from core.auth import Actor, require_admin
 from core.llm import settings as engine_settings
-from core.llm.engines import Engine, engine_for
+from core.llm.engines import Engine
+from core.llm.factory import current_engine  # the one engine factory (tests patch this name)
 from core.llm.runner import run_requests
 from core.llm.structured import bounded_schema
 from core.llm.types import ChatRequest, Sampling
@@ -75,11 +76,6 @@ def enqueue_annotation(actor: Actor | None, source: str, taxonomy_id: int, *, li
     payload = {"source": source, "taxonomy_id": taxonomy_id, "limit": limit, "seed": seed}
     return jobs.enqueue(actor, JOB_KIND, payload,
                         title=f"Describe emotions: {min(count, limit or count)} texts of {source}")
-
-
-def current_engine() -> Engine:
-    settings = engine_settings.load()
-    return engine_for(settings, engine_settings.api_key())
 
 
 def _texts(source: str, limit: int | None) -> list[tuple[int, str]]:

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from core import jobs
 from core.auth import Actor, require_admin
 from core.llm import settings as engine_settings
-from core.llm.engines import Engine, engine_for
+from core.llm.engines import Engine
+from core.llm.factory import current_engine  # the one engine factory (tests patch this name)
 from core.llm.runner import RunReport, run_requests
 from core.llm.types import Sampling
 from core.pipeline import stages, templates
@@ -178,11 +179,6 @@ def repeat_run(actor: Actor | None, run_id: int, *, seed: int | None = None,
 
 
 # --------------------------------------------------------------------------- the worker job
-
-
-def current_engine() -> Engine:
-    settings = engine_settings.load()
-    return engine_for(settings, engine_settings.api_key())
 
 
 def _stage_context(run_id: int, engine: Engine) -> stages.StageContext:

@@ -1,0 +1,118 @@
+"""What the response cache keeps of a request: compact, each text once.
+
+A pipeline's prompts repeat themselves: the same instructions, the same passage for each of a
+story's characters, the same label definitions for every utterance. So a message is stored as the
+ids of its parts in `llm_texts`, each part once, and the output schema likewise; the request row
+keeps only those ids and the sampling. A part is a line, except that a long paragraph (a list of
+label definitions) stays whole: a template's short lines that hold a variable then cost their own
+line only, and a list costs one id. The cache key still hashes the full messages
+(core.llm.types.request_key), so what is stored never changes what is asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from core.llm.types import ChatRequest
+from db.models import LLMText
+
+LINE = "\n"
+WHOLE_PARAGRAPH_LINES = 8  # a paragraph of more lines (a list) is one part
+
+
+def parts(content: str) -> list[str]:
+    """The content cut into parts that `LINE.join(parts)` puts back exactly."""
+    cut: list[str] = []
+    for number, paragraph in enumerate(content.split(LINE * 2)):
+        if number:
+            cut.append("")  # the blank line between paragraphs
+        lines = paragraph.split(LINE)
+        cut.extend([paragraph] if len(lines) > WHOLE_PARAGRAPH_LINES else lines)
+    return cut
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+_schema_texts: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def _schema_text(schema: dict[str, Any]) -> str:
+    """The schema as canonical JSON; remembered per schema object (a run shares one per stage)."""
+    known = _schema_texts.get(id(schema))
+    if known is None or known[0] is not schema:
+        if len(_schema_texts) > 1000:
+            _schema_texts.clear()
+        known = _schema_texts[id(schema)] = (schema, json.dumps(schema, sort_keys=True, separators=(",", ":")))
+    return known[1]
+
+
+def _texts_of(request: ChatRequest) -> list[str]:
+    texts = [part for message in request.messages for part in parts(str(message.get("content", "")))]
+    if request.schema:
+        texts.append(_schema_text(request.schema))
+    return texts
+
+
+def text_ids(session: Session, texts: Iterable[str]) -> dict[str, int]:
+    """hash -> id for these texts, inserting the ones not stored yet (two round trips, any number of texts)."""
+    by_hash = {text_hash(text): text for text in texts}
+    ids: dict[str, int] = {}
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), 1000):
+        chunk = hashes[start:start + 1000]
+        ids.update(session.execute(select(LLMText.hash, LLMText.id).where(LLMText.hash.in_(chunk))).tuples().all())
+    missing = [{"hash": h, "text": by_hash[h]} for h in hashes if h not in ids]
+    if missing:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        # Another worker may store the same paragraph meanwhile: keep its row, read the ids after.
+        session.execute(insert(LLMText).on_conflict_do_nothing(index_elements=[LLMText.hash]), missing)
+        fresh = [row["hash"] for row in missing]
+        for start in range(0, len(fresh), 1000):
+            ids.update(session.execute(select(LLMText.hash, LLMText.id)
+                                       .where(LLMText.hash.in_(fresh[start:start + 1000]))).tuples().all())
+    return ids
+
+
+def compact_requests(session: Session, requests: Sequence[ChatRequest]) -> list[dict[str, Any]]:
+    """Each request as {"messages": [[role, [text id...]]...], "sampling": {...}, "schema": id}."""
+    ids = text_ids(session, (text for request in requests for text in _texts_of(request)))
+    compact = []
+    for request in requests:
+        messages = [[message.get("role", "user"),
+                     [ids[text_hash(part)] for part in parts(str(message.get("content", "")))]]
+                    for message in request.messages]
+        compact.append({"messages": messages, "sampling": request.sampling.as_dict(),
+                        "schema": ids[text_hash(_schema_text(request.schema))] if request.schema else None})
+    return compact
+
+
+def full_messages(session: Session, stored: Sequence[dict[str, Any]]) -> list[list[dict[str, str]]]:
+    """The messages of stored requests, compact or (stored before compaction) in full."""
+    wanted = {i for request in stored for message in (request or {}).get("messages") or []
+              if isinstance(message, list) for i in message[1]}
+    texts: dict[int, str] = {}
+    ordered = sorted(wanted)
+    for start in range(0, len(ordered), 1000):
+        texts.update(session.execute(select(LLMText.id, LLMText.text)
+                                     .where(LLMText.id.in_(ordered[start:start + 1000]))).tuples().all())
+    result = []
+    for request in stored:
+        messages = []
+        for message in (request or {}).get("messages") or []:
+            if isinstance(message, list):
+                role, ids = message
+                messages.append({"role": role, "content": LINE.join(texts.get(i, "") for i in ids)})
+            else:
+                messages.append(dict(message))
+        result.append(messages)
+    return result

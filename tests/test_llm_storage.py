@@ -1,0 +1,75 @@
+"""The response cache stores requests compactly (each prompt paragraph once) and gives them back whole.
+
+No engine here: the answers are written as the runner writes them, from results an engine returned.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from core import jobs
+from core.llm.engines import OpenAIEngine
+from core.llm.runner import Outcome, store, unanswered_requests
+from core.llm.tasks import emotion_guess_messages, task_schema
+from core.llm.types import ChatRequest, ChatResult, Sampling
+from db.models import LLMRequest, LLMText
+from db.session import read_session, write_session
+from tests.test_pages import (  # noqa: F401 (fixtures)
+    navigation_steady_state,
+    open_page,
+    shared_component_registry,
+)
+
+LABELS = "Emotions:\n" + "\n".join(f"- emotion{i}: a feeling number {i}" for i in range(28))
+
+
+def labelling(text: str) -> ChatRequest:
+    messages = ({"role": "system", "content": "You label emotions. Answer with JSON only."},
+                {"role": "user", "content": f"{LABELS}\n\nThe miller thinks aloud: \"{text}\"\n\nWhich emotions?"})
+    return ChatRequest(messages, Sampling(temperature=0.0, seed=1), task_schema("emotion_guess"))
+
+
+def stored_failures(admin, requests: list[ChatRequest]) -> int:
+    engine = OpenAIEngine("http://127.0.0.1:9/v1", "m")  # names the rows only; never asked
+    job_id = jobs.enqueue(admin, "llm_generate", {})
+    outcomes = [Outcome(r, "error", ChatResult(r.key, None, error=f"HTTP 500 from the server: busy {i}"),
+                        reason=f"HTTP 500 from the server: busy {i}", attempts=2)
+                for i, r in enumerate(r.with_key("openai", "m") for r in requests)]
+    with write_session() as session:
+        store(session, outcomes, engine, stage="labels", job_id=job_id, run_id=None)
+    return job_id
+
+
+def test_each_paragraph_is_stored_once_and_requests_read_back_whole(admin):
+    texts = [f"The flour is gone again, day {i}." for i in range(40)]
+    job_id = stored_failures(admin, [labelling(t) for t in texts])
+    with read_session() as session:
+        paragraphs = session.scalar(select(func.count()).select_from(LLMText))
+        request_bytes = sum(len(str(r)) for r in session.scalars(select(LLMRequest.request)))
+    # once: the system prompt, the label list (a long paragraph stays whole), the blank line, the
+    # question, the schema; then one line per text
+    assert paragraphs == 5 + len(texts)
+    assert request_bytes < 200 * len(texts) < len(LABELS) * len(texts)  # ids and sampling, not the prompts
+    unanswered = unanswered_requests(admin, job_id)
+    assert [u.prompt for u in unanswered] == [labelling(t).messages[-1]["content"] for t in texts]
+    assert unanswered[0].error == "HTTP 500 from the server: busy 0" and unanswered[0].attempts == 2
+
+
+def test_requests_stored_in_full_before_compaction_still_read_back(admin):
+    job_id = jobs.enqueue(admin, "llm_generate", {})
+    messages = list(emotion_guess_messages("An old row."))
+    with write_session() as session:
+        session.add(LLMRequest(key="k" * 64, engine="openai", model="m", job_id=job_id, status="error",
+                               error="cannot reach it", request={"messages": messages, "sampling": {}, "schema": None}))
+    assert [u.prompt for u in unanswered_requests(admin, job_id)] == [messages[-1]["content"]]
+
+
+def test_the_jobs_page_lists_any_llm_jobs_unanswered_requests_with_their_prompt(admin):
+    job_id = stored_failures(admin, [labelling("The wheel stopped at noon.")])
+    at = open_page(admin, "jobs")
+    at.selectbox(key="jobs_selected").set_value(job_id).run()
+    assert not at.exception, at.exception
+    assert "Requests without a valid answer" in [s.value for s in at.subheader]
+    table = at.dataframe[-2].value  # then the events
+    assert list(table["reason"]) == ["HTTP 500 from the server: busy 0"]
+    assert "The wheel stopped at noon." in table["prompt"][0]

@@ -139,6 +139,6 @@ def test_several_base_urls_are_saved_one_per_line_and_a_bad_line_is_named(admin)
 
     at.text_area(key="engine_base_url_1").input("http://10.0.0.1:8000/v1\n10.0.0.3:8000")
     at.button(key="engine_save_1").click().run()
-    assert [e.value for e in at.error] == ["The openai engine needs a base URL such as http://127.0.0.1:8000/v1 "
-                                           "on every line ('10.0.0.3:8000' is not one)."]
+    assert [e.value for e in at.error] == [md_escape("The openai engine needs a base URL such as http://127.0.0.1:8000/v1 "
+                                                     "on every line ('10.0.0.3:8000' is not one).")]
     assert len(engine_settings.load().endpoints) == 2  # nothing saved

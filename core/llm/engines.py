@@ -100,7 +100,7 @@ class VLLMEngine:
             runnable.append(i)
             params.append(SamplingParams(
                 temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
-                max_tokens=min(sampling.max_tokens, room),
+                max_tokens=min(sampling.max_tokens, room), repetition_penalty=sampling.repetition_penalty,
                 structured_outputs=StructuredOutputsParams(json=request.schema) if request.schema else None,
             ))
         if runnable:
@@ -155,6 +155,8 @@ class OpenAIEngine:
                                       max_tokens=sampling.max_tokens)
         if sampling.seed is not None:
             kwargs["seed"] = sampling.seed
+        if sampling.repetition_penalty != 1.0:  # not an OpenAI parameter; vLLM servers read it from the body
+            kwargs["extra_body"] = {"repetition_penalty": sampling.repetition_penalty}
         if request.schema:
             kwargs["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": "answer", "schema": request.schema}}

@@ -256,7 +256,7 @@ class History:
     characters_per_story: float = 0.0
     contextless_per_character: float = 0.0
     calls_per_request: dict[str, float] = field(default_factory=dict)  # re-asks and validation retries
-    tokens_per_char: dict[str, float] = field(default_factory=dict)
+    prompt_per_call: dict[str, float] = field(default_factory=dict)
     output_per_call: dict[str, float] = field(default_factory=dict)
     typical_lengths: dict[str, float] = field(default_factory=dict)
 
@@ -284,9 +284,7 @@ def measured_history(model: str, preset: str, limit: int = 5) -> History:
         if requests and calls:
             history.calls_per_request[stage] = calls / requests
             history.output_per_call[stage] = sum(x["completion_tokens"] for x in spent) / calls
-        chars = sum(x.get("prompt_chars", 0) for x in spent)
-        if chars:
-            history.tokens_per_char[stage] = sum(x["prompt_tokens"] for x in spent) / chars
+            history.prompt_per_call[stage] = sum(x["prompt_tokens"] for x in spent) / calls
     lengths = {key: total(key) / max(1, total(count)) for key, count in
                (("description_chars", "characters"), ("utterance_chars", "contextless"), ("context_chars", "contexts"))
                if total(count)}
@@ -300,7 +298,7 @@ def estimate(config: RunConfig, templates: dict[str, Any], label_lines: str, mod
     Without an earlier run of this model and preset it is an upper bound: every character found, every
     utterance kept, each answer accepted at the first try and as long as the step's token budget. After
     one, the counts use that run's measured ratios (characters per story, utterances kept per character,
-    re-asks per request, prompt tokens per character, output tokens per call).
+    re-asks per request, prompt and output tokens per call).
     """
     from core.pipeline import steps as registry
 
@@ -311,10 +309,11 @@ def estimate(config: RunConfig, templates: dict[str, Any], label_lines: str, mod
         step = registry.get(name)
         calls, prompt_chars = step.planned_calls(plan)
         factor = history.calls_per_request.get(step.stage, 1.0)
-        per_char = history.tokens_per_char.get(step.stage, 1 / CHARS_PER_TOKEN)
+        per_call = history.prompt_per_call.get(step.stage)
+        prompt = calls * factor * per_call if per_call is not None else prompt_chars / CHARS_PER_TOKEN
         out = history.output_per_call.get(step.stage)
         budget = step.max_tokens(_budget_context(config))
-        stages.append(StageEstimate(step.stage, round(calls * factor), round(prompt_chars * factor * per_char),
+        stages.append(StageEstimate(step.stage, round(calls * factor), round(prompt),
                                     round(calls * factor * (out if out is not None else budget))))
     return Estimate(plan.stories, plan.passages, round(plan.characters), round(plan.contextless), round(plan.contexts),
                     tuple(stages), history.runs)

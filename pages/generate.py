@@ -8,7 +8,7 @@ from core.auth import PermissionDenied
 from core.corpus import list_corpora, list_stories
 from core.llm import settings as engine_settings
 from core.pipeline import run as pipeline
-from core.pipeline import runs, templates
+from core.pipeline import annotate, runs, templates
 from core.pipeline.plan import PlanError
 from core.taxonomy import get_taxonomy, list_taxonomies
 from ui.annotate import render_annotation_tab
@@ -250,6 +250,17 @@ with runs_tab:
                 st.session_state["gen_selected_run"] = new_id
                 flash(f"Run #{new_id} queued (repeat of #{run_id}).", scope="generate")
                 st.rerun()
+        if st.button("Teacher descriptors for this run's examples", key="gen_describe", disabled=running,
+                     icon=":material/label:",
+                     help="Free-text emotion descriptors (a few words or short phrases with an intensity; the "
+                          "prompt does not list the taxonomy), stored per example for contrastive distillation."):
+            try:
+                job_id = annotate.enqueue_annotation(actor, None, int(detail.config["taxonomy_id"]), run_id=run_id,
+                                                     steps=("describe",))
+                flash(f"Job #{job_id} queued: descriptors for run #{run_id}.", scope="generate")
+                st.rerun()
+            except (ValueError, PermissionDenied) as exc:
+                _failure(exc)
         with st.expander("Settings and provenance"):
             st.json({"config": detail.config, "templates": detail.template_versions, "engine": detail.engine,
                      "model": detail.model, "sampling": detail.sampling})

@@ -18,7 +18,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test also
 @pytest.fixture
 def teacher(vllm_engine, monkeypatch):
     """Jobs in this process use the session's vLLM engine (loading it once per test run)."""
+    from core.pipeline import annotate
+
     monkeypatch.setattr(pipeline, "current_engine", lambda: vllm_engine)
+    monkeypatch.setattr(annotate, "current_engine", lambda: vllm_engine)
     return vllm_engine
 
 
@@ -281,6 +284,17 @@ def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
     for stage in ("characters", "utterances", "labels", "context", "clean", "rewrite"):
         assert stats[stage]["rejected"] >= stats[stage]["kept_with_reason"] >= 0
         assert stats["spent"][stage]["calls"] >= stats["spent"][stage]["requests"]
+
+    # The teacher's free-text descriptors for generated examples, stored with their provenance.
+    from core.pipeline import annotate
+    from db.models import Descriptor
+
+    annotate.enqueue_annotation(admin, None, config.taxonomy_id, run_id=run_id, limit=3, steps=("describe",))
+    _run_worker()
+    with read_session() as session:
+        descriptors = session.scalars(select(Descriptor)).all()
+    assert {d.example_id for d in descriptors} <= {e.id for e in plain + contextual} and descriptors
+    assert all(d.agent == f"teacher:{teacher.model}" and d.llm_request_id and d.intensity for d in descriptors)
 
     # The estimate before launch, from this run's measured ratios, matches what a repeat spends
     # (greedy decoding: another seed gives the same answers, asked anew).

@@ -111,3 +111,20 @@ def test_the_contextual_classifier_input_is_context_and_character_description_th
     assert first_segment(" The ship came in dark. ", "a lighthouse keeper") == "The ship came in dark. a lighthouse keeper"
     assert first_segment("The ship came in dark.", None) == "The ship came in dark."
     assert first_segment("", "a lighthouse keeper") is None  # context-less: the utterance alone
+
+
+def test_curate_filters_examples_by_pipeline_flag(database, admin):
+    from core.curate import browse
+    from core.curate.filters import CurationFilter
+    from tests.curate_support import add_example
+
+    named = add_example("I am so angry.", {"anger": 0.9}, kind="contextual", context="He shouted.",
+                        meta={"flags": ["utterance_names_emotion"]})
+    gated = add_example("fur", {"joy": 0.5}, meta={"flags": ["gate: utterance 'fur' is not a sentence"]})
+    add_example("The tide came in early.", {"neutral": 0.8}, meta={"flags": []})
+    ids = lambda f: sorted(row.id for row in browse.search(admin, f, "oldest", 0, 50)[0])  # noqa: E731
+    assert ids(CurationFilter(flags=("names_emotion",))) == [named]
+    assert ids(CurationFilter(flags=("gate",))) == [gated]
+    assert ids(CurationFilter(flags=("gate", "names_emotion"))) == sorted([named, gated])
+    with pytest.raises(ValueError, match="unknown flag"):
+        browse.search(admin, CurationFilter(flags=("nope",)), "oldest", 0, 50)

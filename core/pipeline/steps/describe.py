@@ -27,8 +27,8 @@ class DescribeStep(Step):
     user_prompt = (
         "Text: \"{text}\"\n\n"
         "Describe the emotions the writer expresses with 2 to {max_descriptors} descriptors: each a word or a "
-        "short phrase of at most six words (for example \"relieved\", \"still wary of her brother\", \"quiet "
-        "pride\"), with an intensity from 0.1 (faint) to 1.0 (overwhelming).\n"
+        "short phrase of at most six words (for example \"uneasy\", \"still wary of her brother\", \"a rush "
+        "of warmth\"), with an intensity from 0.1 (faint) to 1.0 (overwhelming).\n"
         'Answer as {{"descriptors": [{{"text": ..., "intensity": ...}}]}}.')
     produced = ("texts_described", "descriptors_added")
     max_descriptors = 5

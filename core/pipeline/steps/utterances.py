@@ -68,17 +68,22 @@ class UtterancesStep(Step):
         "Story: {story_title}\n\n{passage}\n\n"
         "Character: {character} ({character_description})\n"
         "Emotions:\n{labels}\n\n"
-        "Write {emotional} different short sentences that {character} thinks aloud at different moments of this "
-        "story, in the first person, each expressing one emotion from the list that fits that moment (name it "
-        "in \"emotion\", never in the sentence; show it). Then write {neutral} different short sentences "
-        "{character} thinks at calm, everyday moments, with no particular emotion.\n"
-        'Answer as {{"emotional": [{{"emotion": ..., "utterance": ...}}], "neutral": [...]}}.')
+        "Write {emotional} different sentences of 6 to 20 words that {character} thinks aloud at different moments "
+        "of this story, in the first person. Each shows one emotion from the list that fits that moment; write "
+        "the sentence first, then name its emotion in \"emotion\" (never in the sentence). Then write {neutral} "
+        "different sentences of 6 to 20 words {character} thinks at calm, everyday moments, with no particular "
+        "emotion.\n"
+        'Answer as {{"emotional": [{{"utterance": "<sentence>", "emotion": "<emotion>"}}], '
+        '"neutral": ["<sentence>"]}}.')
     produced = ("examples_added", "near_duplicates_removed", "kept_with_reason")
 
     def output(self, ctx):
         names = tuple(n for n in ctx.label_names if n != NEUTRAL) or ("emotion",)
-        pick = create_model("PickedUtterance", __base__=Strict, emotion=(Literal[names], ...),
-                            utterance=(str, Field(min_length=3, max_length=UTTERANCE_CHARS)))
+        # The sentence comes before its emotion: a small teacher that names the emotion first tends to
+        # write the emotion's name again as the "sentence".
+        pick = create_model("PickedUtterance", __base__=Strict,
+                            utterance=(str, Field(min_length=3, max_length=UTTERANCE_CHARS)),
+                            emotion=(Literal[names], ...))
         k, n = ctx.config.emotional, ctx.config.neutral
         return create_model("CharacterUtterances", __base__=Strict,
                             emotional=(list[pick], Field(min_length=k, max_length=k)),

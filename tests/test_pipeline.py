@@ -240,6 +240,7 @@ def test_a_running_run_stops_at_its_next_batch_and_resumes(database, admin, teac
         assert session.get(GenerationRun, run_id).status == RunStatus.succeeded
 
 
+@pytest.mark.timeout(1800)  # two small runs and a describe job (about 5 minutes on 2 idle cores)
 def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
     """One utterance call per character, both contextual variants linked to their parent, a third of the
     utterances with a context, and the estimate before launch equal to what the run spends."""

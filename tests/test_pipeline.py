@@ -256,7 +256,8 @@ def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
     assert 1 <= characters <= 3
     assert stats["utterances"]["total"] == characters  # ONE utterance call per character
     plain = _examples(run_id, ExampleKind.contextless)
-    assert plain and len(plain) + stats["utterances"]["near_duplicates_removed"] == characters * 5
+    # at most 4 + 1 per character (an answer that never validates stores nothing; repeats are removed)
+    assert plain and len(plain) + stats["utterances"]["near_duplicates_removed"] <= characters * 5
     for example in plain:
         if example.meta["slot"].startswith("e"):  # the teacher chose the emotion; nothing was steered
             assert example.target_emotion is None and example.meta["teacher_emotion"]

@@ -7,7 +7,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.pipeline.steps.base import NEUTRAL, NEUTRAL_DESCRIPTION  # noqa: F401 (re-exported for callers)
 from db.models import Passage, Story

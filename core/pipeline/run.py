@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+
 from typing import Any
 
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from core import jobs
 from core.auth import Actor, require_admin
 from core.llm import settings as engine_settings
 from core.llm.engines import Engine, engine_for
-from core.llm.runner import RunReport, run_requests
+from core.llm.runner import RunReport
 from core.llm.types import Sampling
 from core.pipeline import gating, templates
 from core.pipeline import steps as registry

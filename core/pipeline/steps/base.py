@@ -8,7 +8,7 @@ make (for the estimate before launch). The registry (`core.pipeline.steps`) list
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-
 from typing import Any
 
 from sqlalchemy import select

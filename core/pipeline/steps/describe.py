@@ -43,12 +43,12 @@ class DescribeStep(Step):
         return 30 + 30 * self.max_descriptors
 
     def items(self, ctx, session, state) -> list[Item]:
-        return [Item(subject, self.request(ctx, self.render(ctx, text=text, max_descriptors=self.max_descriptors),
+        return [Item((example_id, text), self.request(ctx, self.render(ctx, text=text, max_descriptors=self.max_descriptors),
                                            "describe", text))
-                for subject, text in state.get("texts", [])]
+                for example_id, text in state.get("texts", [])]
 
     def gates(self, ctx, item, parsed) -> list[str]:
-        _, text = item.subject if isinstance(item.subject, tuple) else (None, "")
+        _, text = item.subject
         problems = []
         for d in parsed.get("descriptors", []):
             if len(words(d["text"])) > MAX_DESCRIPTOR_WORDS or not words(d["text"]):

@@ -40,9 +40,9 @@ class TextLabelsStep(Step):
         return 160
 
     def items(self, ctx, session, state) -> list[Item]:
-        return [Item(subject, self.request(ctx, self.render(ctx, text=text, labels=ctx.label_lines, max_emotions=3),
+        return [Item((example_id, text), self.request(ctx, self.render(ctx, text=text, labels=ctx.label_lines, max_emotions=3),
                                            text))
-                for subject, text in state.get("texts", [])]
+                for example_id, text in state.get("texts", [])]
 
     def store(self, ctx, session, items) -> dict[str, int]:
         """Soft-label suggestions per answered text, once per agent."""

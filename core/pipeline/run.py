@@ -268,6 +268,7 @@ def execute(ctx: jobs.JobContext, run_id: int, engine: Engine) -> dict[str, Any]
             items = step.items(sctx, session, state)
         outcome = gating.ask_gated(ctx, sctx, step, items, options, f"Stage {number}/{len(names)} {step.stage}: ")
         state[step.stage] = items
+        step.prepare(sctx, items)
         with ctx.batch() as session:
             produced = step.store(sctx, session, items)
             spent[step.stage] = outcome.spent

@@ -52,6 +52,7 @@ class Item:
     subject: Any
     request: ChatRequest
     kept: Gated | None = None
+    measures: dict[str, float] | None = None  # set by `prepare` where a step measures its answers
 
 
 @dataclass
@@ -119,6 +120,9 @@ class Step:
     def gates(self, ctx: StepContext, item: Item, parsed: dict[str, Any]) -> list[str]:
         """Reasons to reject a schema-valid answer (asked again like a schema failure); [] = fine."""
         return []
+
+    def prepare(self, ctx: StepContext, items: list[Item]) -> None:
+        """Slow work on the answers (embeddings...) before `store`, outside the write transaction."""
 
     def store(self, ctx: StepContext, session: Session, items: list[Item]) -> dict[str, int]:
         return {}

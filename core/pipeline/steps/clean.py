@@ -28,6 +28,14 @@ def similarity(a: list[str], b: list[str]) -> list[float]:
     return [round(float(x), 4) for x in (left * right).sum(1)]
 
 
+def measure_contexts(items: list[Item], context_of, clean_of) -> None:
+    """Each item's similarity of raw vs cleaned context, in `item.measures` (one encoder pass for all)."""
+    raw = [" ".join(context_of(i).kept.answer.parsed["context"].split()) for i in items]
+    cleaned = [" ".join(clean_of(i).kept.answer.parsed["context"].split()) for i in items]
+    for item, value in zip(items, similarity(raw, cleaned)):
+        item.measures = {**(item.measures or {}), "context_similarity": value}
+
+
 def word_overlap(original: str, rewritten: str) -> float:
     """Unigram F1 between two utterances (how much of the wording the rewrite kept)."""
     a, b = original.casefold().split(), rewritten.casefold().split()
@@ -148,18 +156,18 @@ class CleanStep(Step):
         why = sentence_problem(parsed.get("context", ""), ctx.labels, what="context", min_words=6)
         return [why] if why else []
 
+    def prepare(self, ctx, items) -> None:
+        measure_contexts([item for item in items if item.kept is not None], lambda item: item.subject, lambda item: item)
+
     def store(self, ctx, session, items) -> dict[str, int]:
         answered = [item for item in items if item.kept is not None]
         if ORIGINAL not in ctx.config.variants or not answered:
             return {}
-        raw = [" ".join(i.subject.kept.answer.parsed["context"].split()) for i in answered]
-        cleaned = [" ".join(i.kept.answer.parsed["context"].split()) for i in answered]
-        close = similarity(raw, cleaned)
         chains = []
-        for item, value in zip(answered, close):
+        for item in answered:
             parent, character, _ = item.subject.subject
             chains.append((parent, character, Kept(item.subject), Kept(item), parent.text, None,
-                           {"context_similarity": value,
+                           {**(item.measures or {}),
                             "requests": {"context": item.subject.kept.answer.request_id,
                                          "clean": item.kept.answer.request_id}}))
         added, flagged = store_variant(ctx, session, self, chains, ORIGINAL)

@@ -4,7 +4,7 @@ variant (rewritten utterance + cleaned context) with how much of the original wo
 from __future__ import annotations
 
 from core.pipeline.steps.base import Item, Step, sentence_problem
-from core.pipeline.steps.clean import REWRITTEN, Kept, similarity, store_variant, word_overlap
+from core.pipeline.steps.clean import REWRITTEN, Kept, measure_contexts, store_variant, word_overlap
 from core.pipeline.steps.targeted_utterances import Utterance
 
 
@@ -44,20 +44,21 @@ class RewriteStep(Step):
         why = sentence_problem(parsed.get("utterance", ""), ctx.labels)
         return [why] if why else []
 
+    def prepare(self, ctx, items) -> None:
+        measure_contexts([item for item in items if item.kept is not None], lambda item: item.subject.subject,
+                         lambda item: item.subject)
+
     def store(self, ctx, session, items) -> dict[str, int]:
         answered = [item for item in items if item.kept is not None]
         if not answered:
             return {}
-        raw = [" ".join(i.subject.subject.kept.answer.parsed["context"].split()) for i in answered]
-        cleaned = [" ".join(i.subject.kept.answer.parsed["context"].split()) for i in answered]
-        close = similarity(raw, cleaned)
         chains = []
-        for item, value in zip(answered, close):
+        for item in answered:
             clean, context = item.subject, item.subject.subject
             parent, character, _ = context.subject
             text = item.kept.answer.parsed["utterance"]
             chains.append((parent, character, Kept(context), Kept(clean), text, Kept(item),
-                           {"context_similarity": value, "utterance_overlap": word_overlap(parent.text, text),
+                           {**(item.measures or {}), "utterance_overlap": word_overlap(parent.text, text),
                             "requests": {"context": context.kept.answer.request_id,
                                          "clean": clean.kept.answer.request_id,
                                          "rewrite": item.kept.answer.request_id}}))

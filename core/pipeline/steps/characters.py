@@ -52,7 +52,7 @@ class CharactersStep(Step):
             list[CharacterOut], Field(min_length=1, max_length=ctx.config.max_characters)))
 
     def max_tokens(self, ctx) -> int:
-        return 40 + 50 * ctx.config.max_characters
+        return 40 + 80 * ctx.config.max_characters
 
     def items(self, ctx, session, state) -> list[Item]:
         return [Item(window, self.request(ctx, self.render(ctx, story_title=window.story.title, passage=window.text,

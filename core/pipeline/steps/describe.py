@@ -40,7 +40,7 @@ class DescribeStep(Step):
                             descriptors=(list[one], Field(min_length=1, max_length=self.max_descriptors)))
 
     def max_tokens(self, ctx) -> int:
-        return 30 + 30 * self.max_descriptors
+        return 40 + 40 * self.max_descriptors
 
     def items(self, ctx, session, state) -> list[Item]:
         return [Item((example_id, text), self.request(ctx, self.render(ctx, text=text, max_descriptors=self.max_descriptors),

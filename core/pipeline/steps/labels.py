@@ -54,7 +54,7 @@ class LabelsStep(Step):
                             expressiveness=(float, Field(ge=0, le=1)))
 
     def max_tokens(self, ctx) -> int:
-        return 40 + 24 * ctx.config.max_emotions
+        return 60 + 40 * ctx.config.max_emotions  # the teacher pretty-prints: ~25 tokens an emotion, plus whitespace
 
     def items(self, ctx, session, state) -> list[Item]:
         names: dict[int, set[str]] = {}

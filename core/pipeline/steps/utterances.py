@@ -91,7 +91,7 @@ class UtterancesStep(Step):
                                      Field(min_length=n, max_length=n)))
 
     def max_tokens(self, ctx) -> int:
-        return 30 + 55 * ctx.config.emotional + 45 * ctx.config.neutral
+        return 40 + 80 * ctx.config.emotional + 70 * ctx.config.neutral
 
     def items(self, ctx, session, state) -> list[Item]:
         return [Item((character, story), self.request(ctx, self.render(

@@ -64,11 +64,15 @@ def cmd_generate(actor: auth.Actor, args: argparse.Namespace) -> int:
     tax = taxonomy.get_taxonomy_by_name(args.taxonomy)
     if tax is None:
         raise ValueError(f"no taxonomy named {args.taxonomy!r}")
-    config = pipeline.RunConfig(corpus_id=target.id, taxonomy_id=tax.id, max_characters=args.characters,
-                                emotional=args.emotional, neutral=args.neutral, seed=args.seed)
+    overrides = {name: getattr(args, name) for name in ("emotional", "neutral", "context_share", "repetition_penalty")
+                 if getattr(args, name) is not None}
+    if args.characters is not None:
+        overrides["max_characters"] = args.characters
+    config = pipeline.RunConfig.for_preset(args.preset, target.id, tax.id, seed=args.seed, **overrides)
     planned = pipeline.prepare_config(config, args.stories)
     estimate = pipeline.estimate_run(planned)
-    print(f"{estimate.stories} stories: {estimate.calls} LLM calls, about {estimate.tokens} tokens at most")
+    print(f"{estimate.stories} stories ({pipeline.PRESETS[args.preset]['title']}): {estimate.calls} LLM calls, "
+          f"about {estimate.tokens} tokens")
     run_id = pipeline.create_run(actor, planned, name=args.name)
     print(f"run {run_id} queued (run `python -m core.worker`; follow it with `jobs` or on the Generate page)")
     return 0
@@ -81,8 +85,11 @@ def cmd_describe(actor: auth.Actor, args: argparse.Namespace) -> int:
     tax = taxonomy.get_taxonomy_by_name(args.taxonomy)
     if tax is None:
         raise ValueError(f"no taxonomy named {args.taxonomy!r}")
-    job_id = annotate.enqueue_annotation(actor, args.source, tax.id, limit=args.limit)
-    print(f"job {job_id} queued: the teacher describes texts of {args.source!r}")
+    steps = tuple(args.steps.split(","))
+    job_id = annotate.enqueue_annotation(actor, None if args.run else args.source, tax.id, limit=args.limit,
+                                         steps=steps, run_id=args.run)
+    print(f"job {job_id} queued: the teacher describes texts of {f'run #{args.run}' if args.run else repr(args.source)} "
+          f"({', '.join(steps)})")
     return 0
 
 
@@ -411,15 +418,23 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--corpus", required=True)
     gen.add_argument("--taxonomy", default="GoEmotions")
     gen.add_argument("--stories", type=int, default=5, help="random sample of this many stories")
-    gen.add_argument("--characters", type=int, default=3, help="characters per story")
-    gen.add_argument("--emotional", type=int, default=8, help="emotional utterances per character")
-    gen.add_argument("--neutral", type=int, default=2, help="neutral utterances per character")
+    gen.add_argument("--preset", choices=["paper", "balanced"], default="paper",
+                     help="paper: Emo Pillars as published (default); balanced: one steered call per utterance")
+    gen.add_argument("--characters", type=int, default=None, help="characters per story (preset: 15 / 3)")
+    gen.add_argument("--emotional", type=int, default=None, help="emotional utterances per character (8)")
+    gen.add_argument("--neutral", type=int, default=None, help="neutral utterances per character (2)")
+    gen.add_argument("--context-share", dest="context_share", type=float, default=None,
+                     help="share of the utterances that get a context (preset: 1/3 / 1)")
+    gen.add_argument("--repetition-penalty", dest="repetition_penalty", type=float, default=None)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--name", default="")
     gen.set_defaults(run=cmd_generate)
 
-    desc = sub.add_parser("describe", help="queue teacher descriptors for an imported set of texts")
-    desc.add_argument("source", help="the imported set's name")
+    desc = sub.add_parser("describe", help="queue teacher descriptors (and labels) for imported texts or a run's examples")
+    desc.add_argument("source", nargs="?", default="", help="the imported set's name")
+    desc.add_argument("--run", type=int, default=None, help="describe a generation run's examples instead")
+    desc.add_argument("--steps", default="describe,text_labels",
+                      help="describe (free-text descriptors), text_labels (taxonomy scores), or both")
     desc.add_argument("--taxonomy", default="GoEmotions")
     desc.add_argument("--limit", type=int, default=None)
     desc.set_defaults(run=cmd_describe)

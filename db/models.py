@@ -394,6 +394,8 @@ class Descriptor(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"), index=True)
     text: Mapped[str] = mapped_column(Text)
+    intensity: Mapped[Optional[float]] = mapped_column(Float)  # 0.1 .. 1.0, as the teacher gave it
+    rejected_reason: Mapped[Optional[str]] = mapped_column(Text)  # set when the answer failed its content gates
     agent: Mapped[str] = mapped_column(String(255))
     llm_request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("llm_requests.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.auth import PermissionDenied
 from core.curate import actions, browse, diversity, signals
-from core.curate.filters import OOT_STATES, REVIEW_STATES, SORTS, CurationFilter
+from core.curate.filters import FLAGS, OOT_STATES, REVIEW_STATES, SORTS, CurationFilter
 from core.taxonomy import list_taxonomies, get_taxonomy
 from ui.plain import chart_text, md_escape
 from ui.session import flash, guard, show_flashes
@@ -54,6 +54,9 @@ with st.expander("Filter", expanded=True):
     length = d1.slider("Length (characters)", 0, 1000, (0, 1000), 10, key="cur_length",
                        help="1000 at the right end means no upper limit.")
     run_ids = d2.text_input("Run ids (comma-separated)", key="cur_runs")
+    flags = d2.multiselect("Pipeline flags (any of)", list(FLAGS), key="cur_flags",
+                           help="names_emotion: the emotion-word check found the example's emotion named in its "
+                                "context or utterance; gate: kept after the content gates rejected every try.")
     story_ids = d2.text_input("Story ids (comma-separated)", key="cur_stories")
     kinds_of_signal = signals.signal_kinds()
     signal_kind = d3.selectbox("Signal", [""] + kinds_of_signal, key="cur_signal",
@@ -69,7 +72,7 @@ selection = CurationFilter(
     agreement_min=agreement[0] if use_agreement else None, agreement_max=agreement[1] if use_agreement else None,
     search=search, length_min=length[0] or None, length_max=length[1] if length[1] < 1000 else None,
     run_ids=_ids(run_ids), story_ids=_ids(story_ids), signal_kind=signal_kind,
-    signal_min=signal_min if signal_kind else None,
+    signal_min=signal_min if signal_kind else None, flags=tuple(flags),
 )
 
 # --------------------------------------------------------------------------- results

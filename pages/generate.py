@@ -9,7 +9,7 @@ from core.auth import PermissionDenied
 from core.corpus import list_corpora, list_stories
 from core.llm import settings as engine_settings
 from core.pipeline import run as pipeline
-from core.pipeline import runs, templates
+from core.pipeline import annotate, runs, templates
 from core.pipeline.plan import PlanError
 from core.taxonomy import get_taxonomy, list_taxonomies
 from ui.annotate import render_annotation_tab
@@ -54,24 +54,43 @@ with new_tab:
         else:
             titles = {f"{s.title} (#{s.id})": s.id for s in stories}
             story_ids = [titles[t] for t in st.multiselect("Stories", list(titles), key="gen_stories")]
+        presets = list(pipeline.PRESETS)
+        preset = st.radio("Preset", presets, horizontal=True, key="gen_preset",
+                          format_func=lambda p: pipeline.PRESETS[p]["title"])
+        st.caption(pipeline.PRESETS[preset]["help"])
+        start = pipeline.PRESETS[preset]["settings"]
         c1, c2, c3, c4 = st.columns(4)
-        max_characters = c1.number_input("Characters per story", 1, 8, 3, key="gen_chars")
-        emotional = c2.number_input("Emotional utterances per character", 0, 50, 8, key="gen_emotional")
-        neutral = c3.number_input("Neutral utterances per character", 0, 20, 2, key="gen_neutral")
+        max_characters = c1.number_input("Characters per story", 1, 30, start["max_characters"], key=f"gen_chars_{preset}")
+        emotional = c2.number_input("Emotional utterances per character", 0, 50, start["emotional"], key="gen_emotional")
+        neutral = c3.number_input("Neutral utterances per character", 0, 20, start["neutral"], key="gen_neutral")
         seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
         with st.expander("More settings"):
-            d1, d2 = st.columns(2)
-            max_emotions = d1.number_input("Emotions the teacher may name per utterance", 1, 5, 3, key="gen_max_em")
-            similarity = d2.slider("Near-duplicate similarity (a character's utterance this close to an earlier "
+            d1, d2, d3 = st.columns(3)
+            max_emotions = d1.number_input("Emotions the teacher may name per utterance", 1, 5, start["max_emotions"],
+                                           key=f"gen_max_em_{preset}")
+            context_share = d2.slider("Share of utterances that get a context (chosen stratified by emotion)",
+                                      0.05, 1.0, float(start["context_share"]), 0.05, key=f"gen_share_{preset}")
+            similarity = d3.slider("Near-duplicate similarity (a character's utterance this close to an earlier "
                                    "one is removed)", 0.5, 1.0, 0.9, 0.01, key="gen_sim")
-            st.caption("Quota weights: each emotion gets a share of the utterances in proportion to its weight "
-                       "(1 = equal share, 0 = never asked for).")
-            weights_text = st.text_input("Weights, as `label=weight` separated by commas (optional)",
-                                         key="gen_weights", placeholder="grief=2, pride=0")
-            versions = {stage: templates.versions(stage) for stage in templates.STAGES[:6]}
+            e1, e2, e3 = st.columns(3)
+            variants = e1.multiselect("Contextual variants", ["original", "rewritten"], start["variants"],
+                                      key=f"gen_variants_{preset}",
+                                      format_func={"original": "original utterance + context",
+                                                   "rewritten": "rewritten utterance + context"}.get)
+            greedy = e2.checkbox("Greedy decoding (temperature 0)", start["greedy"], key=f"gen_greedy_{preset}")
+            penalty = e3.number_input("Repetition penalty (1 = off)", 1.0, 2.0, float(start["repetition_penalty"]), 0.01,
+                                      key=f"gen_penalty_{preset}")
+            weights_text = ""
+            if preset == "balanced":
+                st.caption("Quota weights: each emotion gets a share of the utterances in proportion to its weight "
+                           "(1 = equal share, 0 = never asked for).")
+                weights_text = st.text_input("Weights, as `label=weight` separated by commas (optional)",
+                                             key="gen_weights", placeholder="grief=2, pride=0")
+            step_names = pipeline.PRESETS[preset]["steps"]
             template_ids = {}
             cols = st.columns(3)
-            for index, (stage, options) in enumerate(versions.items()):
+            for index, stage in enumerate(step_names):
+                options = templates.versions(stage)
                 labels_by_id = {t.id: f"v{t.version}" + (" (active)" if t.is_active else "") for t in options}
                 active = next((t.id for t in options if t.is_active), options[0].id)
                 template_ids[stage] = cols[index % 3].selectbox(
@@ -94,10 +113,11 @@ with new_tab:
             return weights
 
         try:
-            config = pipeline.RunConfig(corpus_id=corpus.id, taxonomy_id=taxonomy.id, story_ids=story_ids,
-                                        max_characters=int(max_characters), emotional=int(emotional),
-                                        neutral=int(neutral), seed=int(seed), max_emotions=int(max_emotions),
-                                        dedup_similarity=float(similarity), weights=_weights(weights_text))
+            config = pipeline.RunConfig.for_preset(
+                preset, corpus.id, taxonomy.id, story_ids=story_ids, max_characters=int(max_characters),
+                emotional=int(emotional), neutral=int(neutral), seed=int(seed), max_emotions=int(max_emotions),
+                dedup_similarity=float(similarity), weights=_weights(weights_text), context_share=float(context_share),
+                variants=list(variants), greedy=bool(greedy), repetition_penalty=float(penalty))
             planned = pipeline.prepare_config(config, int(sample_size) if sample_size else None)
             estimate = pipeline.estimate_run(planned, template_ids)
         except PlanError as exc:
@@ -105,13 +125,16 @@ with new_tab:
             estimate = None
         if estimate is not None:
             st.subheader("Cost before launch")
-            st.write(f"{estimate.stories:,} stories, {estimate.passages:,} passages, up to {estimate.characters:,} "
-                     f"characters and {estimate.utterances:,} utterances: **{estimate.calls:,} LLM calls**, about "
-                     f"**{estimate.tokens:,} tokens** at most (prompt tokens estimated at 4 characters each; "
-                     "output counted at each stage's max_tokens).")
-            st.dataframe(pd.DataFrame([{"stage": templates.STAGE_TITLES[s.stage], "calls": s.calls,
-                                        "prompt tokens (≈)": s.prompt_tokens, "output tokens (max)": s.max_output_tokens}
-                                       for s in estimate.stages]), hide_index=True)
+            basis = (f"measured on {estimate.measured_runs} earlier run(s) of this model and preset"
+                     if estimate.measured_runs else
+                     "an upper bound: no earlier run of this model and preset to measure from, so every character "
+                     "found, every answer accepted at once and as long as its token budget, 4 characters a token")
+            st.write(f"{estimate.stories} stories, {estimate.passages} passages, about {estimate.characters} "
+                     f"characters, {estimate.utterances} context-less utterances and {estimate.contexts} contexts: "
+                     f"**{estimate.calls:,} LLM calls**, about **{estimate.tokens:,} tokens** ({basis}).")
+            st.dataframe(pd.DataFrame([{"stage": s.stage, "calls": s.calls, "prompt tokens (≈)": s.prompt_tokens,
+                                        "output tokens (≈)": s.output_tokens} for s in estimate.stages]),
+                         hide_index=True)
             if st.button("Launch", type="primary", key="gen_launch", icon=":material/rocket_launch:"):
                 try:
                     run_id = pipeline.create_run(actor, planned, name=name, template_ids=template_ids)
@@ -135,12 +158,19 @@ def _live_stages(run_id: int) -> None:
     if detail.job_status in ("queued", "running"):
         st.progress(done / total if total else 0.0, text=md_escape(note) if note else "waiting for a worker")
     st.dataframe(pd.DataFrame([{
-        "stage": templates.STAGE_TITLES[row.stage], "state": row.state, "requests": row.requests,
+        "stage": row.stage, "state": row.state, "requests": row.requests,
         "from cache": row.cached, "answered": row.answered, "invalid": row.invalid, "failed": row.failed,
+        "rejected by gates": row.rejected, "kept with reason": row.kept_with_reason,
+        "calls spent": (detail.spent.get(row.stage) or {}).get("calls", ""),
         "result": row.produced} for row in detail.stage_rows()]), hide_index=True)
     failures = {row.stage: row.failure_reasons for row in detail.stage_rows() if row.failure_reasons}
     for stage, reasons in failures.items():
-        with st.expander(f"Failures in {templates.STAGE_TITLES[stage]}"):
+        with st.expander(f"Failures in {stage}"):
+            for reason, count in reasons.items():
+                st.text(f"{count} × {reason}")
+    rejections = {row.stage: row.rejection_reasons for row in detail.stage_rows() if row.rejection_reasons}
+    for stage, reasons in rejections.items():
+        with st.expander(f"Content gate rejections in {stage}"):
             for reason, count in reasons.items():
                 st.text(f"{count} × {reason}")
     c1, c2, c3 = st.columns(3)
@@ -148,6 +178,17 @@ def _live_stages(run_id: int) -> None:
     c2.metric("Context-less examples", detail.examples_contextless)
     c3.metric("Contextual examples", detail.examples_contextual,
               help=f"{detail.flagged:,} flagged: the context or utterance still names its emotion")
+    quality = detail.quality
+    if quality:
+        q1, q2, q3, q4 = st.columns(4)
+        q1.metric("Similarity raw vs cleaned context", quality.get("context_similarity") or "–",
+                  help="Mean cosine similarity (MiniLM) of each raw context and its cleaned version (paper: 0.92).")
+        q2.metric("Overlap original vs rewritten utterance", quality.get("utterance_overlap") or "–",
+                  help="Mean unigram F1 between an utterance and its rewrite (paper: 0.78).")
+        q3.metric("Flagged by the emotion-word check", quality.get("flagged_names_emotion", 0),
+                  help="Contextual examples whose context or utterance still names their emotion; "
+                       "filter them on the Curate page (flag).")
+        q4.metric("Share with a context", quality.get("context_share") or "–")
 
 
 with runs_tab:
@@ -209,7 +250,8 @@ with runs_tab:
             new_seed = st.number_input("Seed for a repeat", 0, 2**31 - 1, int(config.get("seed", 0)) + 1, key="gen_rep_seed")
             st.caption("A repeat uses the same stories, counts and template versions; change the seed and, "
                        "if you like, one stage's template version.")
-            stage = st.selectbox("Stage whose template to change (optional)", ["(none)", *templates.STAGES[:6]],
+            stage = st.selectbox("Stage whose template to change (optional)",
+                                 ["(none)", *pipeline.PRESETS[config.get("preset", "balanced")]["steps"]],
                                  key="gen_rep_stage")
             pinned = {}
             if stage != "(none)":
@@ -221,6 +263,17 @@ with runs_tab:
                 st.session_state["gen_selected_run"] = new_id
                 flash(f"Run #{new_id} queued (repeat of #{run_id}).", scope="generate")
                 st.rerun()
+        if st.button("Teacher descriptors for this run's examples", key="gen_describe", disabled=running,
+                     icon=":material/label:",
+                     help="Free-text emotion descriptors (a few words or short phrases with an intensity; the "
+                          "prompt does not list the taxonomy), stored per example for contrastive distillation."):
+            try:
+                job_id = annotate.enqueue_annotation(actor, None, int(detail.config["taxonomy_id"]), run_id=run_id,
+                                                     steps=("describe",))
+                flash(f"Job #{job_id} queued: descriptors for run #{run_id}.", scope="generate")
+                st.rerun()
+            except (ValueError, PermissionDenied) as exc:
+                _failure(exc)
         with st.expander("Settings and provenance"):
             st.json({"config": detail.config, "templates": detail.template_versions, "engine": detail.engine,
                      "model": detail.model, "sampling": detail.sampling})

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from core import labels, taxonomy, worker
 from core.pipeline import annotate
-from db.models import Descriptor, Example, ExampleKind, Suggestion
+from db.models import Descriptor, Example, ExampleKind, LLMRequest, Suggestion
 from db.session import read_session, write_session
 from tests.conftest import shared_data
 
@@ -85,15 +85,26 @@ def test_teacher_describes_goemotions_dev_texts_with_the_real_engine(database, a
         descriptors = session.scalars(select(Descriptor)).all()
         teacher_suggestions = session.scalar(select(func.count()).select_from(Suggestion).where(
             Suggestion.agent == f"teacher:{vllm_engine.model}"))
-    assert 10 <= len(descriptors) <= 12  # a rare answer may fail validation three times
-    assert all(3 <= len(d.text) <= 200 and d.llm_request_id for d in descriptors)
+        described = {d.example_id for d in descriptors}
+        labelled = set(session.scalars(select(Suggestion.example_id).where(
+            Suggestion.agent == f"teacher:{vllm_engine.model}")))
+        prompts = [r.request["messages"][-1]["content"] for r in session.scalars(
+            select(LLMRequest).where(LLMRequest.stage == "describe"))]
+    assert 10 <= len(described) <= 12  # a rare answer may fail validation three times
+    # free-text descriptors: a word or short phrase each, with an intensity, from a prompt without the taxonomy
+    assert all(2 <= len(d.text) <= 60 and 0.1 <= d.intensity <= 1.0 and d.llm_request_id for d in descriptors)
+    assert prompts and not any("admiration" in p or "nervousness" in p for p in prompts)
     assert teacher_suggestions >= 1
     result = annotate.agreement(admin, "goemotions-dev", tid)
-    assert result.texts == len(descriptors)
+    assert result.texts == len(described | labelled)
     assert len(result.per_label) == 28 and sum(r.human for r in result.per_label) >= result.texts
     assert 0.0 <= result.macro_f1 <= 1.0
+    with read_session() as session:
+        answered = session.scalar(select(func.count()).select_from(LLMRequest).where(LLMRequest.status == "ok"))
     # a second run answers from the cache and stores nothing twice
     annotate.enqueue_annotation(admin, "goemotions-dev", tid, limit=12)
     assert worker.serve(once=True, lease_seconds=120) == 1
     with read_session() as session:
         assert session.scalar(select(func.count()).select_from(Descriptor)) == len(descriptors)
+        assert session.scalar(select(func.count()).select_from(LLMRequest).where(LLMRequest.status == "ok")) \
+            == answered  # everything came from the cache

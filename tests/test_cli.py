@@ -44,7 +44,9 @@ def test_generate_queues_a_run_and_prints_its_cost(admin, monkeypatch, capsys):
     assert cli.main(["--user", "admin", "generate", "--corpus", corpus.DEMO_CORPUS_NAME, "--stories", "3",
                      "--characters", "2", "--emotional", "2", "--neutral", "1"]) == 0
     out = capsys.readouterr().out
-    assert "3 stories: 93 LLM calls" in out and "queued" in out  # 3 + 5 x (3 x 2 x 3)
+    # the paper preset: 3 character calls, one utterance call per character (6), 18 label calls, then a third
+    # of the 18 utterances (6) through context, clean and rewrite
+    assert "3 stories (Emo Pillars (paper)): 45 LLM calls" in out and "queued" in out
     with read_session() as session:
         assert len(session.query(GenerationRun).one().config["story_ids"]) == 3
     assert cli.main(["--user", "admin", "generate", "--corpus", "nope"]) == 2

@@ -293,7 +293,8 @@ def test_exported_datasets_folder_and_parquet_load_with_their_libraries(admin, t
     frame = pd.concat(frames)
     assert len(frame) == 12 and set(frame.columns) >= {"text", "context", "labels", "scores", "split"}
     one = frame[frame["text"] == "Utterance 3"].iloc[0]
-    assert sorted(one["labels"]) == ["joy", "love"] and json.loads(one["scores"]) == {"joy": 0.9, "love": 0.5}
+    assert sorted(one["labels"]) == ["joy", "love"]
+    assert {k: v for k, v in one["scores"].items() if v is not None} == {"joy": 0.9, "love": 0.5}
 
 
 def test_dataset_card_lists_taxonomy_counts_review_and_licence(admin, tmp_path):
@@ -378,3 +379,60 @@ def test_card_warns_when_one_story_leaves_dev_and_test_empty(admin, tmp_path):
     export.export_version(admin, version.id, tmp_path / "out", formats=("jsonl",), make_zip=False)
     card = (tmp_path / "out" / "README.md").read_text()
     assert "**Warning:** dev and test are empty although asked for" in card
+
+
+def test_export_links_round_trip_into_pandas_and_datasets(admin, tmp_path):
+    """Parent id, variant, original utterance, raw and cleaned context, character, target, OOT names and
+    scores as a label -> score mapping, in every format."""
+    from datasets import load_from_disk
+
+    from db.models import Character, Passage, Story
+    from db.session import write_session
+
+    story_id = make_stories(1)[0]
+    with write_session() as session:
+        passage_id = session.scalar(select(Passage.id).where(Passage.story_id == story_id))
+        if passage_id is None:
+            passage = Passage(story_id=story_id, position=0, text="A short plot.")
+            session.add(passage)
+            session.flush()
+            passage_id = passage.id
+        character = Character(story_id=story_id, passage_id=passage_id, name="Mira", description="a lighthouse keeper")
+        session.add(character)
+        session.flush()
+        character_id = character.id
+    parent = add_example("The lamp is out again and nobody told me.", {"anger": 0.7, "annoyance": 0.4},
+                         oot={"irritation": 0.5}, story_id=story_id, character_id=character_id, target_emotion="anger")
+    original = add_example("The lamp is out again and nobody told me.", {"anger": 0.7, "annoyance": 0.4},
+                           kind="contextual", context="The ship came in dark.", raw_context="The angry ship came in dark.",
+                           parent_id=parent, character_id=character_id, story_id=story_id, target_emotion="anger",
+                           meta={"variant": "original"})
+    rewritten = add_example("So the lamp is out. Again.", {"anger": 0.7, "annoyance": 0.4}, kind="contextual",
+                            context="The ship came in dark.", raw_context="The angry ship came in dark.",
+                            parent_id=parent, character_id=character_id, story_id=story_id, meta={"variant": "rewritten"})
+    version = versions.freeze(admin, "linked")
+    export.export_version(admin, version.id, tmp_path / "out", make_zip=False)
+    frame = pd.concat([pd.read_parquet(p) for p in (tmp_path / "out" / "parquet").glob("*.parquet")]).set_index("id")
+    loaded = load_from_disk(str(tmp_path / "out" / "hf_datasets"))
+    hf = pd.concat([loaded[s].to_pandas() for s in loaded]).set_index("id")
+    jsonl = pd.concat([pd.read_json(p, lines=True) for p in (tmp_path / "out" / "jsonl").glob("*.jsonl")]).set_index("id")
+    for table in (frame, hf, jsonl):
+        assert table.loc[parent, "variant"] == "contextless" and pd.isna(table.loc[parent, "parent_id"])
+        assert table.loc[original, "variant"] == "original+context" and table.loc[original, "parent_id"] == parent
+        assert table.loc[rewritten, "variant"] == "rewritten+context" and table.loc[rewritten, "parent_id"] == parent
+        assert table.loc[rewritten, "original_utterance"] == "The lamp is out again and nobody told me."
+        assert table.loc[original, "original_utterance"] == table.loc[original, "text"]
+        assert table.loc[rewritten, "raw_context"] == "The angry ship came in dark."
+        assert table.loc[rewritten, "context"] == "The ship came in dark."
+        assert table.loc[rewritten, "character_name"] == "Mira"
+        assert table.loc[rewritten, "character_description"] == "a lighthouse keeper"
+        assert table.loc[parent, "target_emotion"] == "anger" and table.loc[rewritten, "target_emotion"] == ""
+        assert list(table.loc[parent, "oot_names"]) == ["irritation"]
+        scores = {k: v for k, v in table.loc[rewritten, "scores"].items() if v is not None and not pd.isna(v)}
+        assert scores == pytest.approx({"anger": 0.7, "annoyance": 0.4})
+    assert isinstance(hf.loc[parent, "scores"], dict) and len(hf.loc[parent, "scores"]) == 28
+    csv_frame = pd.concat([pd.read_csv(p) for p in (tmp_path / "out" / "csv").glob("*.csv")]).set_index("id")
+    assert json.loads(csv_frame.loc[rewritten, "scores"]) == pytest.approx({"anger": 0.7, "annoyance": 0.4})
+    assert csv_frame.loc[parent, "oot_names"] == "irritation"
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "Rebuilding each variant" in card and "rewritten+context" in card

@@ -26,20 +26,28 @@ def test_generate_page_shows_the_cost_then_launches_a_run_job(admin):
     at = open_page(admin, "generate")
     assert not at.exception, at.exception
     at.number_input(key="gen_sample").set_value(2)
-    at.number_input(key="gen_chars").set_value(2)
+    at.number_input(key="gen_chars_paper").set_value(2)
     at.number_input(key="gen_emotional").set_value(4)
     at.number_input(key="gen_neutral").set_value(1).run()
     assert not at.exception, at.exception
     cost = " ".join(m.value for m in at.markdown)
-    # 2 stories of one passage each: 2 character calls, then 2 x 2 x 5 = 20 calls in each of five stages
+    # The paper preset (the default), 2 stories of one passage each: 2 character calls, one utterance call per
+    # character (4), 2 x 2 x 5 = 20 label calls, then a third of the 20 utterances (7) through context, clean, rewrite
+    assert "**47 LLM calls**" in cost and "upper bound" in cost, cost
+    at.radio(key="gen_preset").set_value("balanced").run()
+    at.number_input(key="gen_chars_balanced").set_value(2).run()
+    cost = " ".join(m.value for m in at.markdown)
+    # balanced targets: one call per utterance (20) and a context for each: 2 + 5 x 20
     assert "**102 LLM calls**" in cost, cost
+    at.radio(key="gen_preset").set_value("paper").run()
     at.button(key="gen_launch").click().run()
     assert not at.exception, at.exception
     with read_session() as session:
         run = session.scalars(select(GenerationRun)).one()
         job = session.get(Job, run.job_id)
         assert job.kind == "pipeline_run" and job.payload == {"run_id": run.id}
-        assert len(run.config["story_ids"]) == 2 and run.config["emotional"] == 4
+        assert len(run.config["story_ids"]) == 2 and run.config["emotional"] == 4 and run.config["preset"] == "paper"
+        assert run.sampling["temperature"] == 0.0 and run.sampling["repetition_penalty"] == 1.03
         assert set(run.template_versions) >= {"characters", "rewrite"}
     assert any("queued" in s.value for s in at.success)
     # the Runs tab shows the run with its six stages waiting

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from core import corpus, labels, taxonomy, worker
 from core.pipeline import run as pipeline
 from core.pipeline import runs
-from core.pipeline.schemas import OUTPUTS
+from core.pipeline import steps
 from db.models import Character, Example, ExampleKind, GenerationRun, JobStatus, LLMRequest, RunStatus, Suggestion
 from db.session import read_session
 
@@ -18,7 +18,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test also
 @pytest.fixture
 def teacher(vllm_engine, monkeypatch):
     """Jobs in this process use the session's vLLM engine (loading it once per test run)."""
+    from core.pipeline import annotate
+
     monkeypatch.setattr(pipeline, "current_engine", lambda: vllm_engine)
+    monkeypatch.setattr(annotate, "current_engine", lambda: vllm_engine)
     return vllm_engine
 
 
@@ -28,8 +31,15 @@ def _small_run_config(stories: int = 2, seed: int = 7) -> pipeline.RunConfig:
     corpus_id = corpus.list_corpora()[0].id
     story_ids = [row.id for row in corpus.list_stories(corpus_id, limit=stories)[0]]
     tid = taxonomy.get_taxonomy_by_name("GoEmotions").id
-    return pipeline.RunConfig(corpus_id=corpus_id, taxonomy_id=tid, story_ids=story_ids, max_characters=2,
-                              emotional=2, neutral=1, seed=seed)
+    return pipeline.RunConfig.for_preset("balanced", corpus_id, tid, story_ids=story_ids, max_characters=2,
+                                         emotional=2, neutral=1, seed=seed)
+
+
+def _paper_config(seed: int = 3, characters: int = 3, emotional: int = 4) -> pipeline.RunConfig:
+    """The paper preset, small: one demo story, 3 characters, 4 emotional + 1 neutral utterances each."""
+    config = _small_run_config(stories=1)
+    return pipeline.RunConfig.for_preset("paper", config.corpus_id, config.taxonomy_id, story_ids=config.story_ids,
+                                         max_characters=characters, emotional=emotional, neutral=1, seed=seed)
 
 
 def _run_worker() -> None:
@@ -61,7 +71,7 @@ def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenan
         characters = session.scalar(select(func.count()).select_from(Character).where(Character.run_id == run_id))
         stats, versions = dict(run.stats), dict(run.template_versions)
     assert 2 <= characters <= 4
-    assert set(versions) >= {"characters", "utterances", "labels", "context", "clean", "rewrite"}
+    assert set(versions) >= {"characters", "targeted_utterances", "labels", "context", "clean", "rewrite"}
     for stage in ("characters", "utterances", "labels", "context", "clean", "rewrite"):
         assert stats[stage]["total"] >= 1, stage
     plain = _examples(run_id, ExampleKind.contextless)
@@ -70,16 +80,16 @@ def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenan
     # every utterance was asked for; repeats of one character were removed, not stored
     assert len(plain) + stats["utterances"]["near_duplicates_removed"] <= characters * 3
     for example in plain:
-        OUTPUTS["utterances"].model_validate_json(example.raw_output)  # the raw answer is kept and valid
+        steps.get("targeted_utterances").output(None).model_validate_json(example.raw_output)  # kept and valid
         assert example.meta["slot"] and example.target_emotion and example.llm_request_id
-        assert example.meta["templates"]["utterances"] == versions["utterances"]["version"]
+        assert example.meta["templates"]["targeted_utterances"] == versions["targeted_utterances"]["version"]
         assert example.meta["model"] == teacher.model and example.meta["sampling"]["seed"] == example.meta["seed"]
         assert example.expressiveness is not None and 0 <= example.expressiveness <= 1
     parents = {e.id: e for e in plain}
     for example in contextual:
         assert example.parent_id in parents and example.context and example.raw_context
         assert example.character_id == parents[example.parent_id].character_id
-        assert set(example.meta["requests"]) == {"context", "clean", "rewrite"}
+        assert set(example.meta["requests"]) == {"context", "clean", "rewrite"} and example.meta["variant"] == "rewritten"
         assert isinstance(example.meta["flags"], list)
     with read_session() as session:
         for example in contextual:  # the soft labels travel with the rewrite
@@ -183,6 +193,11 @@ def test_estimate_counts_calls_per_stage(database, admin):
     assert all(by_stage[s].calls == 12 for s in ("labels", "context", "clean", "rewrite"))
     assert estimate.calls == estimate.passages + 5 * 12
     assert estimate.tokens > estimate.calls * 50
+    paper = pipeline.estimate_run(pipeline.prepare_config(_paper_config()))
+    by_stage = {s.stage: s for s in paper.stages}
+    assert by_stage["utterances"].calls == paper.characters == 3  # one call per character
+    assert by_stage["labels"].calls == paper.utterances == 3 * 5
+    assert all(by_stage[s].calls == paper.contexts == 5 for s in ("context", "clean", "rewrite"))
 
 
 def test_bad_run_settings_are_refused(database, admin, annotator):
@@ -223,3 +238,76 @@ def test_a_running_run_stops_at_its_next_batch_and_resumes(database, admin, teac
     _run_worker()
     with read_session() as session:
         assert session.get(GenerationRun, run_id).status == RunStatus.succeeded
+
+
+@pytest.mark.timeout(1800)  # two small runs and a describe job (about 5 minutes on 2 idle cores)
+def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
+    """One utterance call per character, both contextual variants linked to their parent, a third of the
+    utterances with a context, and the estimate before launch equal to what the run spends."""
+    admin = sqlite_admin
+    config = _paper_config(characters=2, emotional=3)
+    run_id = pipeline.create_run(admin, config, name="paper")
+    _run_worker()
+    with read_session() as session:
+        run = session.get(GenerationRun, run_id)
+        assert run.status == RunStatus.succeeded, run.stats
+        stats = dict(run.stats)
+        characters = session.scalar(select(func.count()).select_from(Character).where(Character.run_id == run_id))
+    assert 1 <= characters <= 2
+    assert stats["utterances"]["total"] == characters  # ONE utterance call per character
+    plain = _examples(run_id, ExampleKind.contextless)
+    # at most 3 + 1 per character (an answer that never validates stores nothing; repeats are removed)
+    assert plain and len(plain) + stats["utterances"]["near_duplicates_removed"] <= characters * 4
+    for example in plain:
+        if example.meta["slot"].startswith("e"):  # the teacher chose the emotion; nothing was steered
+            assert example.target_emotion is None and example.meta["teacher_emotion"]
+        else:
+            assert example.target_emotion == "neutral"
+    contextual = _examples(run_id, ExampleKind.contextual)
+    parents = {e.id: e for e in plain}
+    by_parent: dict[int, dict[str, Example]] = {}
+    for example in contextual:
+        by_parent.setdefault(example.parent_id, {})[example.meta["variant"]] = example
+    assert by_parent and set(by_parent) <= set(parents)
+    assert len(by_parent) <= round(len(plain) / 3) and stats["context"]["total"] == round(len(plain) / 3)
+    for parent_id, variants in by_parent.items():
+        parent = parents[parent_id]
+        original = variants["original"]
+        assert original.text == parent.text and original.context and original.raw_context
+        assert 0 <= original.meta["context_similarity"] <= 1.0001
+        if "rewritten" in variants:
+            rewritten = variants["rewritten"]
+            assert rewritten.context == original.context and rewritten.meta["original_utterance"] == parent.text
+            assert 0 <= rewritten.meta["utterance_overlap"] <= 1
+    assert any(len(v) == 2 for v in by_parent.values())
+    quality = stats["quality"]
+    assert quality["context_similarity"] is not None and quality["context_share"] == pytest.approx(
+        len(by_parent) / len(plain), abs=1e-3)
+    for stage in ("characters", "utterances", "labels", "context", "clean", "rewrite"):
+        assert stats[stage]["rejected"] >= stats[stage]["kept_with_reason"] >= 0
+        assert stats["spent"][stage]["calls"] >= stats["spent"][stage]["requests"]
+
+    # The teacher's free-text descriptors for generated examples, stored with their provenance.
+    from core.pipeline import annotate
+    from db.models import Descriptor
+
+    annotate.enqueue_annotation(admin, None, config.taxonomy_id, run_id=run_id, limit=3, steps=("describe",))
+    _run_worker()
+    with read_session() as session:
+        descriptors = session.scalars(select(Descriptor)).all()
+    assert {d.example_id for d in descriptors} <= {e.id for e in plain + contextual} and descriptors
+    assert all(d.agent == f"teacher:{teacher.model}" and d.llm_request_id and d.intensity for d in descriptors)
+
+    # The estimate before launch, from this run's measured ratios, matches what a repeat spends
+    # (greedy decoding: another seed gives the same answers, asked anew).
+    repeat = pipeline.RunConfig.from_dict({**config.as_dict(), "seed": 4})
+    estimate = pipeline.estimate_run(pipeline.prepare_config(repeat))
+    assert estimate.measured_runs == 1
+    repeat_id = pipeline.create_run(admin, repeat, name="paper again")
+    _run_worker()
+    with read_session() as session:
+        spent = dict(session.get(GenerationRun, repeat_id).stats)["spent"]
+    calls = sum(s["calls"] for s in spent.values())
+    tokens = sum(s["prompt_tokens"] + s["completion_tokens"] for s in spent.values())
+    assert abs(estimate.calls - calls) <= 0.05 * calls, (estimate, spent)
+    assert abs(estimate.tokens - tokens) <= 0.05 * tokens, (estimate, spent)

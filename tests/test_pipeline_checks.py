@@ -1,7 +1,17 @@
-"""The pipeline's text checks, without the engine: emotion words in a context, echoed utterances."""
+"""The pipeline's checks and plans, without the engine: emotion words, echoed utterances, content gates,
+stratified context quotas, story windows, presets and the step registry."""
 
+import pytest
+
+from core.pipeline import steps
 from core.pipeline.cleaning import EmotionWords
-from core.pipeline.stages import _repeats
+from core.pipeline.plan import PRESETS, PlanError, RunConfig, story_windows
+from core.pipeline.steps.base import Item, StepContext, names_a_character, reask, sentence_problem
+from core.pipeline.steps.clean import repeats_context, word_overlap
+from core.pipeline.steps.context import quotas
+
+LABELS = [("admiration", "Finding something impressive or worthy of respect."), ("joy", "A feeling of pleasure and happiness."),
+          ("neutral", "")]
 
 
 def test_emotion_words_are_found_through_inflections_irregular_forms_and_synonyms():
@@ -13,7 +23,108 @@ def test_emotion_words_are_found_through_inflections_irregular_forms_and_synonym
 
 def test_an_utterance_that_echoes_its_context_is_caught():
     context = "The Fox with a Tongue Full of Stars"
-    assert _repeats("The Fox with a Tongue Full of Stars", context)
-    assert _repeats("Situation: the fox with a tongue", context)
-    assert not _repeats("I told you the ice would not hold.", context)
-    assert not _repeats("  ", context)
+    assert repeats_context("The Fox with a Tongue Full of Stars", context)
+    assert repeats_context("Situation: the fox with a tongue", context)
+    assert not repeats_context("I told you the ice would not hold.", context)
+    assert not repeats_context("  ", context)
+
+
+def test_content_gates_reject_fragments_label_names_copied_definitions_and_character_names():
+    # what the 135M teacher wrote before the gates existed
+    assert "not a sentence" in sentence_problem("fur", LABELS)
+    assert "not a sentence" in sentence_problem("admiration", LABELS)
+    assert "definition of admiration" in sentence_problem("Finding something impressive or worthy of respect", LABELS)
+    assert sentence_problem("I never thought the old bridge would hold us both.", LABELS) is None
+    assert names_a_character("Felix", {"felix", "old marta"})
+    assert names_a_character("marta", {"felix", "old marta"})
+    assert not names_a_character("joy", {"felix", "old marta"})
+
+
+def test_the_step_gates_see_the_answer_in_its_context():
+    config = RunConfig(corpus_id=1, taxonomy_id=1, story_ids=[1], emotional=2, neutral=1)
+    ctx = StepContext(1, config, 1, LABELS, {}, {}, None, None)
+
+    class Someone:
+        name = "Felix"
+
+    utterances = steps.get("utterances")
+    item = Item((Someone(), None), None)
+    answer = {"emotional": [{"emotion": "joy", "utterance": "fur"},
+                            {"emotion": "admiration", "utterance": "What a brave thing she did for us all."}],
+              "neutral": ["I should water the plants before noon."]}
+    assert utterances.gates(ctx, item, answer) == ["utterance 'fur' is not a sentence of at least 3 words"]
+    labels = steps.get("labels")
+    assert labels.gates(ctx, Item((None, {"felix"}), None), {"emotions": [{"name": "Felix", "score": 0.5}]}) \
+        == ["emotion 'Felix' is a character's name"]
+
+
+def test_a_rejected_answer_is_asked_again_with_its_reasons_so_greedy_decoding_can_change():
+    from core.llm.types import ChatRequest, Sampling
+
+    class Engine:
+        name, model = "vllm", "m"
+
+    first = ChatRequest(({"role": "user", "content": "Q"},), Sampling(0.0, 1.0, 50, 7)).with_key("vllm", "m")
+    again = reask(first, '{"utterance": "fur"}', ["too short"], Engine())
+    assert again.key != first.key and again.sampling == first.sampling
+    assert again.messages[-2] == {"role": "assistant", "content": '{"utterance": "fur"}'}
+    assert "too short" in again.messages[-1]["content"]
+
+
+def test_contexts_go_to_each_emotion_in_proportion():
+    assert quotas({"joy": 9, "fear": 3, "grief": 3}, 1 / 3) == {"joy": 3, "fear": 1, "grief": 1}
+    counts = quotas({"a": 2, "b": 2, "c": 2, "d": 1}, 1 / 3)
+    assert sum(counts.values()) == round(7 / 3) and all(v <= 1 for v in counts.values())
+    assert quotas({"a": 5}, 1.0) == {"a": 5}
+
+
+def test_story_windows_group_consecutive_passages():
+    passages = [(1, "a " * 300), (2, "b " * 250), (3, "c " * 200)]
+    assert [first for first, _ in story_windows(passages, 600)] == [1, 3]
+    assert [first for first, _ in story_windows(passages, 0)] == [1, 2, 3]
+    assert story_windows([(9, "x " * 900)], 600)[0][0] == 9  # a long passage is still read
+
+
+def test_presets_are_data_and_checked():
+    paper = RunConfig.for_preset("paper", 1, 1, story_ids=[1])
+    assert paper.steps[1] == "utterances" and paper.max_characters == 15 and paper.max_emotions == 5
+    assert paper.variants == ["original", "rewritten"] and paper.greedy and paper.repetition_penalty == 1.03
+    balanced = RunConfig.for_preset("balanced", 1, 1, story_ids=[1])
+    assert balanced.steps[1] == "targeted_utterances" and balanced.context_share == 1.0
+    assert RunConfig.from_dict({"corpus_id": 1, "taxonomy_id": 1, "story_ids": [1]}).preset == "balanced"  # older runs
+    for name in PRESETS:
+        assert all(step in steps.STEPS for step in PRESETS[name]["steps"])
+    with pytest.raises(PlanError, match="Share"):
+        RunConfig.for_preset("paper", 1, 1, story_ids=[1], context_share=0).check()
+    with pytest.raises(PlanError, match="at most 20"):
+        RunConfig.for_preset("paper", 1, 1, story_ids=[1], emotional=20, neutral=2).check()
+
+
+def test_word_overlap_of_a_rewrite():
+    assert word_overlap("I lost the key again", "I lost the key again") == 1.0
+    assert word_overlap("I lost the key", "the door stays shut") == pytest.approx(2 * 1 / 8)
+
+
+def test_the_contextual_classifier_input_is_context_and_character_description_then_the_utterance():
+    from core.train.data import first_segment
+
+    assert first_segment(" The ship came in dark. ", "a lighthouse keeper") == "The ship came in dark. a lighthouse keeper"
+    assert first_segment("The ship came in dark.", None) == "The ship came in dark."
+    assert first_segment("", "a lighthouse keeper") is None  # context-less: the utterance alone
+
+
+def test_curate_filters_examples_by_pipeline_flag(database, admin):
+    from core.curate import browse
+    from core.curate.filters import CurationFilter
+    from tests.curate_support import add_example
+
+    named = add_example("I am so angry.", {"anger": 0.9}, kind="contextual", context="He shouted.",
+                        meta={"flags": ["utterance_names_emotion"]})
+    gated = add_example("fur", {"joy": 0.5}, meta={"flags": ["gate: utterance 'fur' is not a sentence"]})
+    add_example("The tide came in early.", {"neutral": 0.8}, meta={"flags": []})
+    ids = lambda f: sorted(row.id for row in browse.search(admin, f, "oldest", 0, 50)[0])  # noqa: E731
+    assert ids(CurationFilter(flags=("names_emotion",))) == [named]
+    assert ids(CurationFilter(flags=("gate",))) == [gated]
+    assert ids(CurationFilter(flags=("gate", "names_emotion"))) == sorted([named, gated])
+    with pytest.raises(ValueError, match="unknown flag"):
+        browse.search(admin, CurationFilter(flags=("nope",)), "oldest", 0, 50)

@@ -14,9 +14,10 @@ from ui.session import flash
 
 
 def render_annotation_tab(actor: Actor) -> None:
-    st.write("The teacher writes a short free-text description of the emotions in each imported text and "
-             "scores it over a taxonomy: the descriptors a contrastive student learns from. On a set with human "
-             "labels, the table below compares the teacher with the humans.")
+    st.write("The teacher writes free-text emotion descriptors for each imported text (a few words or short "
+             "phrases with an intensity; its prompt does not list the taxonomy): what a contrastive student learns "
+             "from. It can also score each text over a taxonomy; on a set with human labels, the table below "
+             "compares those scores with the humans.")
     sources = annotate.list_sources(actor)
     if not sources:
         st.info("No imported texts yet: import a data set on the Export page (Import a labelled data set).")
@@ -29,12 +30,16 @@ def render_annotation_tab(actor: Actor) -> None:
     default = list(taxonomies).index(source.taxonomy_id) if source.taxonomy_id in taxonomies else 0
     taxonomy_id = st.selectbox("Taxonomy", list(taxonomies), index=default, format_func=taxonomies.get,
                                key="ann_taxonomy")
-    left, right = st.columns(2)
+    left, middle, right = st.columns(3)
     limit = left.number_input("Texts to describe (first N)", 1, max(1, source.texts), min(200, source.texts),
                               key="ann_limit")
+    steps = middle.multiselect("The teacher writes", list(annotate.TEXT_STEPS), list(annotate.TEXT_STEPS),
+                               key="ann_steps", format_func={"describe": "free-text descriptors",
+                                                             "text_labels": "scores over the taxonomy"}.get)
     if right.button("Describe with the teacher", type="primary", key="ann_launch", icon=":material/edit_note:"):
         try:
-            job_id = annotate.enqueue_annotation(actor, source.source, taxonomy_id, limit=int(limit))
+            job_id = annotate.enqueue_annotation(actor, source.source, taxonomy_id, limit=int(limit),
+                                                 steps=tuple(steps))
         except ValueError as exc:
             st.error(md_escape(exc))
         else:

@@ -25,6 +25,14 @@ REVIEW_STATES = ("unreviewed", "in_review", "reviewed")
 OOT_STATES = ("any", "pending", "none")
 SORTS = ("oldest", "newest", "longest", "shortest", "top_score", "signal")
 AGREEMENT_SIGNAL = "review_agreement"
+# Flags the generation pipeline sets in an example's meta, and how each is found in the stored JSON text.
+FLAGS = {
+    "names_emotion": '%_names_emotion"%',  # the emotion-word check: context or utterance names its emotion
+    "context_names_emotion": '%"context_names_emotion"%',
+    "utterance_names_emotion": '%"utterance_names_emotion"%',
+    "utterance_repeats_context": '%"utterance_repeats_context"%',
+    "gate": '%"gate: %',  # kept after its content gates rejected it on every try
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class CurationFilter:
     signal_min: float | None = None
     signal_max: float | None = None
     example_ids: tuple[int, ...] = ()
+    flags: tuple[str, ...] = ()  # any of these pipeline flags (FLAGS)
 
     def to_dict(self) -> dict[str, Any]:
         """Only what differs from the defaults, as JSON-ready values."""
@@ -194,6 +203,12 @@ def conditions(f: CurationFilter, cut: float) -> list:
         pattern = _like_pattern(f.search.strip())
         out.append(or_(Example.text.ilike(pattern, escape="\\"),
                        func.coalesce(Example.context, literal("")).ilike(pattern, escape="\\")))
+    if f.flags:
+        unknown = set(f.flags) - set(FLAGS)
+        if unknown:
+            raise ValueError(f"unknown flag(s) {', '.join(sorted(unknown))} (known: {', '.join(FLAGS)})")
+        meta = cast(Example.meta, Text)
+        out.append(or_(*(meta.like(FLAGS[flag]) for flag in f.flags)))
     if f.signal_kind:
         has_signal = exists(select(Signal.id).where(
             Signal.example_id == Example.id, Signal.kind == f.signal_kind,

@@ -193,9 +193,24 @@ def dataset_card(version_id: int, rows, files: dict[str, list[str]]) -> str:
         "",
         "## Files",
         "",
-        "Columns: id, split, kind (contextless / contextual / imported), text (the utterance), context, "
+        "Columns: id, split, kind (contextless / contextual / imported), text (the utterance), context (cleaned), "
         "character (description), story_id, source, labels (names; ids into the taxonomy order in the "
-        "`datasets` and TSV formats), scores (JSON of soft scores).",
+        "`datasets` and TSV formats), scores (label -> soft score: an object in JSONL, a struct with one field "
+        "per label in Parquet and `datasets`, null where the teacher gave none; JSON text in CSV), parent_id (the "
+        "context-less example a contextual one was made from), variant, original_utterance, raw_context (before "
+        "emotion words were cleaned out), character_name, character_description, target_emotion (the emotion "
+        "generation was steered to, where one was asked; empty where the teacher chose), oot_names (the teacher's "
+        "names outside the taxonomy).",
+        "",
+        "### Rebuilding each variant",
+        "",
+        "- `contextless`: `text` alone (the character's utterance, no context).",
+        "- `original+context`: `context` + `text`, where `text` equals `original_utterance` (the parent's own "
+        "utterance after the cleaned context).",
+        "- `rewritten+context`: `context` + `text`, where `text` is the utterance rewritten so its emotion needs "
+        "the context; `original_utterance` holds the parent's text, `parent_id` links the two.",
+        "- Either contextual variant with the raw context: swap `context` for `raw_context`. A classifier input as "
+        "in Emo Pillars: first segment `context` + ' ' + `character_description`, second segment `text`.",
         "",
     ]
     out += [f"- `{fmt}`: " + ", ".join(f"`{f}`" for f in names[:8]) + (" …" if len(names) > 8 else "")

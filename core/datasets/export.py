@@ -20,16 +20,23 @@ from typing import Any
 
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import aliased
 
 from core import config, csv_safe, jobs, owned_files
 from core.auth import Actor, require_admin
 from core.datasets.splits import SPLITS
-from db.models import Character, DatasetMember, DatasetVersion, Example, Export, Label
+from db.models import Character, DatasetMember, DatasetVersion, Example, Export, Label, Suggestion
 from db.session import read_session, write_session
 
 FORMATS = ("jsonl", "csv", "parquet", "hf_datasets", "goemotions_tsv")
 HF_SPLIT = {"train": "train", "dev": "validation", "test": "test"}
-COLUMNS = ["id", "split", "kind", "text", "context", "character", "story_id", "source", "labels", "scores"]
+COLUMNS = ["id", "split", "kind", "text", "context", "character", "story_id", "source", "labels", "scores",
+           "parent_id", "variant", "original_utterance", "raw_context", "character_name", "character_description",
+           "target_emotion", "oot_names"]
+# How each example was made (the `variant` column): a context-less utterance, the two contextual variants of
+# the paper (the parent's own utterance or its rewrite, each after the cleaned context), or an imported text.
+VARIANTS = {"contextless": "contextless", "original": "original+context", "rewritten": "rewritten+context",
+            "imported": "imported"}
 
 
 class ExportError(ValueError):
@@ -45,6 +52,9 @@ class ExportResult:
     rows: int
 
 
+SQL_COLUMNS = 16  # what `read_version` selects per row
+
+
 class VersionRows:
     """A version's rows as plain column lists in split then id order, each split a contiguous slice.
 
@@ -56,9 +66,13 @@ class VersionRows:
     def __init__(self, rows: list[tuple]):
         order = {s: i for i, s in enumerate(SPLITS)}
         rows.sort(key=lambda r: (order.get(r[1], len(order)), r[0]))
-        columns = list(zip(*rows)) if rows else [() for _ in COLUMNS]
+        columns = list(zip(*rows)) if rows else [() for _ in range(SQL_COLUMNS)]
         (self.ids, self.splits, self.kinds, self.texts, self.contexts, self.characters, self.story_ids,
-         self.sources, self.labels_json, self.scores_json) = columns
+         self.sources, self.labels_json, self.scores_json, self.parent_ids, stored_variants, self.original_utterances,
+         self.raw_contexts, self.character_names, self.target_emotions) = columns
+        self.character_descriptions = self.characters
+        self.variants = [variant(kind, stored) for kind, stored in zip(self.kinds, stored_variants)]
+        self.oot_names: list[list[str]] = [[] for _ in self.ids]
         cache: dict[str, tuple[str, ...]] = {}
         self.labels = [cache[t] if t in cache else cache.setdefault(t, tuple(json.loads(t or "[]")))
                        for t in self.labels_json]
@@ -71,11 +85,28 @@ class VersionRows:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def score_maps(self, labels: list[str]) -> list[dict[str, float | None]]:
+        """Each row's soft scores as {label: score or None} over the taxonomy (one parse per distinct text)."""
+        cache: dict[str, dict[str, float | None]] = {}
+        empty = dict.fromkeys(labels)
+
+        def parse(text: str | None) -> dict[str, float | None]:
+            scores = json.loads(text or "{}")
+            return {**empty, **{k: float(v) for k, v in scores.items() if k in empty and v is not None}}
+
+        return [cache[t] if t in cache else cache.setdefault(t, parse(t)) for t in self.scores_json]
+
     def kinds_per_split(self) -> dict[str, Counter]:
         return {s: Counter(self.kinds[a:b]) for s, (a, b) in self.bounds.items()}
 
     def labels_per_split(self) -> dict[str, Counter]:
         return {s: Counter(n for labels in self.labels[a:b] for n in labels) for s, (a, b) in self.bounds.items()}
+
+
+def variant(kind: str, stored: str | None) -> str:
+    if kind == "contextual":  # contextual examples made before both variants existed are rewrites
+        return VARIANTS.get(stored or "rewritten", VARIANTS["rewritten"])
+    return VARIANTS.get(kind, kind)
 
 
 def read_version(version_id: int) -> tuple[VersionRows, list[str]]:
@@ -86,12 +117,18 @@ def read_version(version_id: int) -> tuple[VersionRows, list[str]]:
             raise ExportError(f"No dataset version with id {version_id}.")
         label_names = list(session.scalars(select(Label.name).where(Label.taxonomy_id == version.taxonomy_id)
                                            .order_by(Label.position)))
+        parent = aliased(Example)
         query = (
             select(Example.id, DatasetMember.split, Example.kind, Example.text, func.coalesce(Example.context, ""),
                    func.coalesce(Character.description, ""), Example.story_id, func.coalesce(Example.source, ""),
-                   cast(DatasetMember.labels, Text), cast(DatasetMember.scores, Text))
+                   cast(DatasetMember.labels, Text), cast(DatasetMember.scores, Text), Example.parent_id,
+                   Example.meta["variant"].as_string(),
+                   # the original utterance: the parent's text for a contextual example, else the text itself
+                   func.coalesce(parent.text, Example.text), func.coalesce(Example.raw_context, ""),
+                   func.coalesce(Character.name, ""), func.coalesce(Example.target_emotion, ""))
             .join(DatasetMember, DatasetMember.example_id == Example.id)
             .outerjoin(Character, Character.id == Example.character_id)
+            .outerjoin(parent, parent.id == Example.parent_id)
             .where(DatasetMember.version_id == int(version_id))
         )
         connection = session.connection()
@@ -102,7 +139,21 @@ def read_version(version_id: int) -> tuple[VersionRows, list[str]]:
             rows = list(cursor.fetchall())
         finally:
             cursor.close()
-    return VersionRows(rows), label_names
+        oot = _oot_names(session, int(version_id))
+    version_rows = VersionRows(rows)
+    version_rows.oot_names = [oot.get(i, []) for i in version_rows.ids]
+    return version_rows, label_names
+
+
+def _oot_names(session, version_id: int) -> dict[int, list[str]]:
+    """example id -> the teacher's names outside the taxonomy for it (sorted, each once)."""
+    found: dict[int, set[str]] = {}
+    rows = session.execute(select(Suggestion.example_id, Suggestion.oot_name)
+                           .join(DatasetMember, DatasetMember.example_id == Suggestion.example_id)
+                           .where(DatasetMember.version_id == version_id, Suggestion.oot_name.is_not(None))).tuples()
+    for example_id, name in rows:
+        found.setdefault(example_id, set()).add(name)
+    return {example_id: sorted(names) for example_id, names in found.items()}
 
 
 def _arrow_base(rows: VersionRows) -> dict[str, Any]:
@@ -115,13 +166,29 @@ def _arrow_base(rows: VersionRows) -> dict[str, Any]:
         "context": pa.array(rows.contexts, pa.string()), "character": pa.array(rows.characters, pa.string()),
         "story_id": pa.array(rows.story_ids, pa.int64()), "source": pa.array(rows.sources, pa.string()),
         "scores": pa.array(rows.scores_json, pa.string()),
+        "parent_id": pa.array(rows.parent_ids, pa.int64()), "variant": pa.array(rows.variants, pa.string()),
+        "original_utterance": pa.array(rows.original_utterances, pa.string()),
+        "raw_context": pa.array(rows.raw_contexts, pa.string()),
+        "character_name": pa.array(rows.character_names, pa.string()),
+        "character_description": pa.array(rows.character_descriptions, pa.string()),
+        "target_emotion": pa.array(rows.target_emotions, pa.string()),
+        "oot_names": pa.array(rows.oot_names, pa.list_(pa.string())),
     }
 
 
-def _tables(rows: VersionRows, base: dict[str, Any], labels_array) -> dict[str, Any]:
+def score_struct(rows: VersionRows, labels: list[str]):
+    """Scores as an Arrow struct with one float field per label (null where the label has no score):
+    a label -> score mapping in Parquet, `datasets` and pandas, not a JSON string."""
     import pyarrow as pa
 
-    table = pa.table({name: (labels_array if name == "labels" else base[name]) for name in COLUMNS})
+    return pa.array(rows.score_maps(labels), pa.struct([(name, pa.float64()) for name in labels]))
+
+
+def _tables(rows: VersionRows, base: dict[str, Any], labels_array, scores=None) -> dict[str, Any]:
+    import pyarrow as pa
+
+    replaced = {"labels": labels_array, **({"scores": scores} if scores is not None else {})}
+    table = pa.table({name: replaced[name] if name in replaced else base[name] for name in COLUMNS})
     return {split: table.slice(a, b - a) for split, (a, b) in rows.bounds.items()}
 
 
@@ -147,7 +214,15 @@ def write_jsonl(rows: VersionRows, base, folder: Path, labels: list[str]) -> lis
                     f'"character":{dumps(rows.characters[i], ensure_ascii=False)},'
                     f'"story_id":{"null" if story is None else story},'
                     f'"source":{dumps(rows.sources[i], ensure_ascii=False)},'
-                    f'"labels":{rows.labels_json[i] or "[]"},"scores":{rows.scores_json[i] or "{}"}}}\n')
+                    f'"labels":{rows.labels_json[i] or "[]"},"scores":{rows.scores_json[i] or "{}"},'
+                    f'"parent_id":{"null" if rows.parent_ids[i] is None else rows.parent_ids[i]},'
+                    f'"variant":"{rows.variants[i]}",'
+                    f'"original_utterance":{dumps(rows.original_utterances[i], ensure_ascii=False)},'
+                    f'"raw_context":{dumps(rows.raw_contexts[i], ensure_ascii=False)},'
+                    f'"character_name":{dumps(rows.character_names[i], ensure_ascii=False)},'
+                    f'"character_description":{dumps(rows.character_descriptions[i], ensure_ascii=False)},'
+                    f'"target_emotion":{dumps(rows.target_emotions[i], ensure_ascii=False)},'
+                    f'"oot_names":{dumps(rows.oot_names[i], ensure_ascii=False)}}}\n')
         paths.append(path)
     return paths
 
@@ -157,8 +232,9 @@ def write_csv(rows: VersionRows, base, folder: Path, labels: list[str]) -> list[
     import pyarrow.csv as pa_csv
 
     flat = pa.array(_per_text(rows, ",".join), pa.string())
+    oot = pa.array([",".join(names) for names in rows.oot_names], pa.string())  # CSV cells are flat
     paths = []
-    for split, table in _tables(rows, base, flat).items():
+    for split, table in _tables(rows, {**base, "oot_names": oot}, flat).items():
         path = folder / f"{split}.csv"
         pa_csv.write_csv(_spreadsheet_safe(table), path)
         paths.append(path)
@@ -181,7 +257,7 @@ def write_parquet(rows: VersionRows, base, folder: Path, labels: list[str]) -> l
 
     names = pa.array(_per_text(rows, list), pa.list_(pa.string()))
     paths = []
-    for split, table in _tables(rows, base, names).items():
+    for split, table in _tables(rows, base, names, score_struct(rows, labels)).items():
         path = folder / f"{split}.parquet"
         pq.write_table(table, path)
         paths.append(path)
@@ -194,7 +270,11 @@ def hf_features(labels: list[str]):
     return Features({
         "id": Value("int64"), "split": Value("string"), "kind": Value("string"), "text": Value("string"),
         "context": Value("string"), "character": Value("string"), "story_id": Value("int64"),
-        "source": Value("string"), "labels": List(ClassLabel(names=labels)), "scores": Value("string"),
+        "source": Value("string"), "labels": List(ClassLabel(names=labels)),
+        "scores": {name: Value("float64") for name in labels}, "parent_id": Value("int64"),
+        "variant": Value("string"), "original_utterance": Value("string"), "raw_context": Value("string"),
+        "character_name": Value("string"), "character_description": Value("string"),
+        "target_emotion": Value("string"), "oot_names": List(Value("string")),
     })
 
 
@@ -207,7 +287,7 @@ def write_hf(rows: VersionRows, base, folder: Path, labels: list[str]) -> list[P
     position = {name: i for i, name in enumerate(labels)}
     ids = pa.array(_per_text(rows, lambda names: [position[n] for n in names]), pa.list_(pa.int64()))
     parts = {HF_SPLIT[split]: Dataset(table.cast(features.arrow_schema), info=DatasetInfo(features=features))
-             for split, table in _tables(rows, base, ids).items()}
+             for split, table in _tables(rows, base, ids, score_struct(rows, labels)).items()}
     DatasetDict(parts).save_to_disk(str(folder))
     return sorted(p for p in folder.rglob("*") if p.is_file())
 

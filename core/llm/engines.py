@@ -111,7 +111,7 @@ class VLLMEngine:
             runnable.append(i)
             params.append(SamplingParams(
                 temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
-                max_tokens=min(sampling.max_tokens, room),
+                max_tokens=min(sampling.max_tokens, room), repetition_penalty=sampling.repetition_penalty,
                 structured_outputs=StructuredOutputsParams(json=request.schema) if request.schema else None,
             ))
         if runnable:
@@ -313,7 +313,8 @@ class OpenAIEngine:
         if request.schema:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "answer", "schema": request.schema}}
-        body.update(getattr(sampling, "extra_body", None) or {})  # server-specific sampling fields
+        if sampling.repetition_penalty != 1.0:  # not an OpenAI field: vLLM servers read it from the body
+            body["repetition_penalty"] = sampling.repetition_penalty
         return body
 
     async def _post(self, endpoint: "Endpoint", body: bytes, request: ChatRequest):

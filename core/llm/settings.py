@@ -51,7 +51,7 @@ class EngineSettings:
         return list(dict.fromkeys(url.rstrip("/") for url in urls))
 
     def default_sampling(self) -> Sampling:
-        return Sampling(**{k: self.sampling[k] for k in ("temperature", "top_p", "max_tokens", "seed")
+        return Sampling(**{k: self.sampling[k] for k in ("temperature", "top_p", "max_tokens", "seed", "repetition_penalty")
                            if k in self.sampling})
 
     def check(self) -> None:
@@ -72,6 +72,8 @@ class EngineSettings:
         sampling = self.default_sampling()
         if not 0 <= sampling.temperature <= 2 or not 0 < sampling.top_p <= 1 or sampling.max_tokens < 1:
             raise ValueError("Sampling: temperature in [0, 2], top_p in (0, 1], max_tokens at least 1.")
+        if not 0.5 <= sampling.repetition_penalty <= 2:
+            raise ValueError("Sampling: repetition_penalty in [0.5, 2] (1 = off).")
 
 
 def _fernet() -> Fernet:

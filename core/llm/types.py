@@ -14,13 +14,16 @@ class Sampling:
     top_p: float = 0.95
     max_tokens: int = 256
     seed: int | None = None
+    repetition_penalty: float = 1.0  # 1.0 = off; vLLM's own parameter (OpenAI servers get it as extra_body)
 
     def as_dict(self) -> dict[str, Any]:
+        # The penalty joins the dict (and so the cache key) only when set: keys of older answers stay valid.
+        extra = {"repetition_penalty": self.repetition_penalty} if self.repetition_penalty != 1.0 else {}
         return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
-                "seed": self.seed}
+                "seed": self.seed, **extra}
 
     def with_seed(self, seed: int | None) -> "Sampling":
-        return Sampling(self.temperature, self.top_p, self.max_tokens, seed)
+        return Sampling(self.temperature, self.top_p, self.max_tokens, seed, self.repetition_penalty)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The Emo Pillars synthesis pipeline and the teacher's annotation of imported texts.
+"""The Emo Pillars synthesis pipeline and the teacher's annotation of texts.
 
-templates (versioned prompts) -> plan (what to ask, quotas, cost) -> stages (requests and their
-results) -> run (the worker job that drives the stages) -> runs (what pages read).
+steps/ (one module per step, one registry) -> templates (versioned prompts, defaults from the steps)
+-> plan (presets, settings, the estimate) -> gating (asking through the cache with content gates)
+-> run (the worker job that drives a preset's steps) -> runs (what pages read); annotate (the text steps).
 """

@@ -1,8 +1,10 @@
-"""The teacher side of contrastive distillation: free-text emotion descriptors for imported texts.
+"""The teacher on texts outside a generation run: free-text descriptors and soft labels.
 
-For each text the teacher writes a short description of the emotions expressed ("relieved but
-still wary of her brother") and soft scores over the selected taxonomy. On a labelled set (gold
-suggestions, agent 'gold:<source>') the teacher's labels are compared with the human ones per label.
+Two steps of the pipeline's registry: `describe` (a few descriptors per text, each a word or short
+phrase with an intensity; the prompt does not list the taxonomy) for contrastive distillation, and
+`text_labels` (soft scores over a taxonomy) for the comparison with human labels. They run on imported
+texts (labelled or not, plain text uploads included) and on a generation run's examples. On a labelled
+set (gold suggestions, agent 'gold:<source>') the teacher's labels are compared with the human ones.
 """
 
 from __future__ import annotations
@@ -20,12 +22,10 @@ from core.auth import Actor, require_admin
 from core.llm import settings as engine_settings
 from core.llm.engines import Engine
 from core.llm.factory import current_engine  # the one engine factory (tests patch this name)
-from core.llm.runner import run_requests
-from core.llm.structured import bounded_schema
 from core.llm.types import ChatRequest, Sampling
-from core.pipeline import templates
-from core.pipeline.plan import request_seed
-from core.pipeline.schemas import MAX_TOKENS, OUTPUTS
+from core.pipeline import gating, templates
+from core.pipeline import steps as registry
+from core.pipeline.steps.base import StepContext
 from core.taxonomy import get_taxonomy
 from db.models import Descriptor, Example, ExampleKind, Suggestion
 from db.session import read_session
@@ -33,6 +33,7 @@ from db.session import read_session
 JOB_KIND = "annotate_texts"
 GOLD_PREFIX = "gold:"
 TEACHER_PREFIX = "teacher:"
+TEXT_STEPS = ("describe", "text_labels")
 
 
 @dataclass(frozen=True)
@@ -63,89 +64,78 @@ def list_sources(actor: Actor | None) -> list[SourceRow]:
             for source, taxonomy_id, count in rows]
 
 
-def enqueue_annotation(actor: Actor | None, source: str, taxonomy_id: int, *, limit: int | None = None,
-                       seed: int = 0) -> int:
-    """Queue the teacher's descriptors and scores for the first `limit` texts of an imported set."""
+def enqueue_annotation(actor: Actor | None, source: str | None, taxonomy_id: int, *, limit: int | None = None,
+                       seed: int = 0, steps: tuple[str, ...] = TEXT_STEPS, run_id: int | None = None) -> int:
+    """Queue the teacher's descriptors (and soft labels) for the first `limit` texts of an imported set,
+    or of a generation run's examples (`run_id`)."""
     actor = require_admin(actor)
     get_taxonomy(taxonomy_id)
-    with read_session() as session:
-        count = session.scalar(select(func.count()).select_from(Example).where(
-            Example.kind == ExampleKind.imported, Example.source == source))
+    unknown = set(steps) - set(TEXT_STEPS)
+    if not steps or unknown:
+        raise ValueError(f"Steps for texts: one or both of {', '.join(TEXT_STEPS)}.")
+    count = len(_texts(source, run_id, None))
     if not count:
-        raise ValueError(f"No imported texts from {source!r}.")
-    payload = {"source": source, "taxonomy_id": taxonomy_id, "limit": limit, "seed": seed}
+        raise ValueError(f"No texts in generation run #{run_id}." if run_id else f"No imported texts from {source!r}.")
+    payload = {"source": source, "run_id": run_id, "taxonomy_id": taxonomy_id, "limit": limit, "seed": seed,
+               "steps": list(steps)}
+    where = f"run #{run_id}" if run_id else str(source)
     return jobs.enqueue(actor, JOB_KIND, payload,
-                        title=f"Describe emotions: {min(count, limit or count)} texts of {source}")
+                        title=f"Describe emotions: {min(count, limit or count)} texts of {where}")
 
 
-def _texts(source: str, limit: int | None) -> list[tuple[int, str]]:
+def _texts(source: str | None, run_id: int | None, limit: int | None) -> list[tuple[int, str]]:
     with read_session() as session:
-        query = (select(Example.id, Example.text).where(Example.kind == ExampleKind.imported, Example.source == source)
-                 .order_by(Example.id))
+        query = select(Example.id, Example.text).order_by(Example.id)
+        if run_id:
+            query = query.where(Example.run_id == run_id)
+        else:
+            query = query.where(Example.kind == ExampleKind.imported, Example.source == source)
         if limit:
             query = query.limit(limit)
         return list(session.execute(query).tuples())
 
 
-def describe_requests(texts: list[tuple[int, str]], label_lines: str, template: templates.TemplateView,
-                      engine: Engine, sampling: Sampling, seed: int) -> dict[int, ChatRequest]:
-    schema = bounded_schema(OUTPUTS["describe"])
-    requests = {}
-    for example_id, text in texts:
-        messages = template.render(text=text, labels=label_lines, max_emotions=3)
-        request = ChatRequest(messages, Sampling(sampling.temperature, sampling.top_p, MAX_TOKENS["describe"],
-                                                 request_seed(seed, "describe", text)), schema)
-        requests[example_id] = request.with_key(engine.name, engine.model)
-    return requests
+def text_context(engine: Engine, taxonomy_labels: list[tuple[str, str]], taxonomy_id: int | None, sampling: Sampling,
+                 seed: int, stages: tuple[str, ...] = TEXT_STEPS) -> StepContext:
+    """A step context for texts outside a run (no run, no run settings)."""
+    chosen = templates.active_templates()
+    return StepContext(None, None, taxonomy_id, taxonomy_labels, {}, {s: chosen[s] for s in stages}, engine,
+                       sampling, seed)
+
+
+def describe_requests(texts: list[tuple[int, str]], ctx: StepContext, step: str = "text_labels") -> dict[int, ChatRequest]:
+    """example (or row) id -> its request, for one of the text steps."""
+    return {item.subject[0]: item.request
+            for item in registry.get(step).items(ctx, None, {"texts": list(texts)})}
 
 
 @jobs.handler(JOB_KIND)
 def run_annotation_job(ctx: jobs.JobContext) -> dict[str, Any]:
-    source, taxonomy_id = ctx.payload["source"], int(ctx.payload["taxonomy_id"])
+    taxonomy_id = int(ctx.payload["taxonomy_id"])
     try:
         engine = current_engine()
     except Exception as error:
         raise jobs.JobFailed(f"the engine could not start: {type(error).__name__}: {error}") from None
     settings = engine_settings.load()
     detail = get_taxonomy(taxonomy_id)
-    lines = "\n".join(f"- {label.name}: {label.description}" if label.description else f"- {label.name}"
-                      for label in detail.labels)
-    template = templates.active_templates()["describe"]
-    requests = describe_requests(_texts(source, ctx.payload.get("limit")), lines, template, engine,
-                                 settings.default_sampling(), int(ctx.payload.get("seed") or 0))
-    report = run_requests(ctx, engine, list(requests.values()), output_model=OUTPUTS["describe"], stage="describe",
-                          batch_size=settings.batch_size, validation_attempts=settings.validation_attempts)
-    agent = f"{TEACHER_PREFIX}{engine.model}"
-    with ctx.batch() as session:
-        stored = store_descriptors(session, requests, taxonomy_id, agent, template.version)
-        ctx.advance(session, 0, note=f"{stored} texts described")
-    if report.total and not (report.answered + report.cached):
-        raise jobs.JobFailed(f"none of the {report.total} requests was answered")
-    return {**report.as_dict(), "described": stored, "template_version": template.version}
-
-
-def store_descriptors(session, requests: dict[int, ChatRequest], taxonomy_id: int, agent: str,
-                      template_version: int) -> int:
-    """A Descriptor and soft-label Suggestions per answered text (once per agent)."""
-    from core.pipeline.stages import answers
-
-    found = answers(session, list(requests.values()))
-    already = set(session.scalars(select(Descriptor.example_id).where(
-        Descriptor.example_id.in_(list(requests)), Descriptor.agent == agent)))
-    stored = 0
-    for example_id, request in requests.items():
-        answer = found.get(request.key)
-        if answer is None or example_id in already:
-            continue
-        session.add(Descriptor(example_id=example_id, text=" ".join(answer.parsed["description"].split()),
-                               agent=agent, llm_request_id=answer.request_id))
-        scored = [label_store.ScoredName(e["name"], e["score"]) for e in answer.parsed.get("emotions", [])]
-        label_store.add_suggestions(session, example_id, taxonomy_id, scored, agent=agent,
-                                    llm_request_id=answer.request_id)
-        stored += 1
-    session.flush()
-    label_store.refresh_oot_counts(session, taxonomy_id)
-    return stored
+    stages = tuple(ctx.payload.get("steps") or TEXT_STEPS)
+    sctx = text_context(engine, [(label.name, label.description) for label in detail.labels], taxonomy_id,
+                        settings.default_sampling(), int(ctx.payload.get("seed") or 0), stages)
+    texts = _texts(ctx.payload.get("source"), ctx.payload.get("run_id"), ctx.payload.get("limit"))
+    options = {"batch_size": settings.batch_size, "validation_attempts": settings.validation_attempts}
+    result: dict[str, Any] = {"templates": {s: sctx.templates[s].version for s in stages}}
+    for number, name in enumerate(stages, start=1):
+        step = registry.get(name)
+        items = step.items(sctx, None, {"texts": texts})
+        outcome = gating.ask_gated(ctx, sctx, step, items, options, f"{number}/{len(stages)} {name}: ")
+        with ctx.batch() as session:
+            produced = step.store(sctx, session, items)
+            ctx.advance(session, 0, note=", ".join(f"{k.replace('_', ' ')} {v}" for k, v in produced.items()))
+        report = outcome.report
+        if report.total and not (report.answered + report.cached):
+            raise jobs.JobFailed(f"{name}: none of the {report.total} requests was answered")
+        result[name] = {**report.as_dict(), **outcome.figures(), **produced}
+    return result
 
 
 # --------------------------------------------------------------------------- agreement with humans
@@ -208,9 +198,11 @@ def _described(example_ids: list[int]) -> set[int]:
     found: set[int] = set()
     with read_session() as session:
         for start in range(0, len(example_ids), 500):
+            chunk = example_ids[start:start + 500]
             found.update(session.scalars(select(Descriptor.example_id).where(
-                Descriptor.example_id.in_(example_ids[start:start + 500]),
-                Descriptor.agent.startswith(TEACHER_PREFIX))))
+                Descriptor.example_id.in_(chunk), Descriptor.agent.startswith(TEACHER_PREFIX))))
+            found.update(session.scalars(select(Suggestion.example_id).where(  # teacher labels, descriptors or not
+                Suggestion.example_id.in_(chunk), Suggestion.agent.startswith(TEACHER_PREFIX))))
     return found
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -20,13 +19,15 @@ from core.auth import Actor, require_admin
 from core.llm import settings as engine_settings
 from core.llm.engines import Engine
 from core.llm.factory import current_engine  # the one engine factory (tests patch this name)
-from core.llm.runner import RunReport, run_requests
+from core.llm.runner import RunReport
 from core.llm.types import Sampling
-from core.pipeline import stages, templates
-from core.pipeline.plan import SYNTHESIS_STAGES, Estimate, PlanError, RunConfig, estimate, sample_stories
-from core.pipeline.schemas import OUTPUTS
+from core.pipeline import gating, templates
+from core.pipeline import steps as registry
+from core.pipeline.plan import PRESETS, Estimate, PlanError, RunConfig, estimate, sample_stories  # noqa: F401
+from core.pipeline.steps.base import StepContext
 from core.taxonomy import get_taxonomy
-from db.models import GenerationRun, Job, JobStatus, OOTAction, OOTMapping, Label, RunStatus, Story, utcnow
+from db.models import (Character, Example, ExampleKind, GenerationRun, Job, JobStatus, Label, OOTAction, OOTMapping,
+                       RunStatus, Story, utcnow)
 from db.session import read_session, write_session
 
 JOB_KIND = "pipeline_run"
@@ -51,20 +52,32 @@ def prepare_config(config: RunConfig, sample_size: int | None = None) -> RunConf
     return config
 
 
-def chosen_templates(template_ids: dict[str, int] | None = None) -> dict[str, templates.TemplateView]:
+def chosen_templates(template_ids: dict[str, int] | None = None,
+                     recorded: bool = False) -> dict[str, templates.TemplateView]:
+    """The active templates, with the chosen versions instead. `recorded`: ids a run stored earlier,
+    keyed by the stage of their time (a renamed step's versions moved with it: trust the template's own stage)."""
     chosen = templates.active_templates()
     for stage, template_id in (template_ids or {}).items():
         view = templates.get_template(int(template_id))
-        if view.stage != stage:
+        if view.stage != stage and not recorded:
             raise PlanError(f"Template {template_id} belongs to stage {view.stage}, not {stage}.")
-        chosen[stage] = view
+        chosen[view.stage] = view
     return chosen
 
 
+def run_sampling(config: RunConfig) -> Sampling:
+    """The engine's sampling settings, made greedy and given the repetition penalty when the run asks."""
+    base = engine_settings.load().default_sampling()
+    return Sampling(0.0 if config.greedy else base.temperature, 1.0 if config.greedy else base.top_p,
+                    base.max_tokens, base.seed, config.repetition_penalty)
+
+
 def estimate_run(config: RunConfig, template_ids: dict[str, int] | None = None) -> Estimate:
+    """Calls and tokens before launch (measured ratios of the engine model's earlier runs when there are some)."""
     detail = get_taxonomy(config.taxonomy_id)
-    lines = "\n".join(f"- {label.name}: {label.description}" for label in detail.labels)
-    return estimate(config, chosen_templates(template_ids), lines)
+    lines = "\n".join(f"- {label.name}: {label.description}" if label.description else f"- {label.name}"
+                      for label in detail.labels)
+    return estimate(config, chosen_templates(template_ids), lines, model=engine_settings.load().resolved_model)
 
 
 def create_run(actor: Actor | None, config: RunConfig, *, name: str = "", sample_size: int | None = None,
@@ -83,7 +96,7 @@ def create_run(actor: Actor | None, config: RunConfig, *, name: str = "", sample
             corpus_id=config.corpus_id, taxonomy_id=config.taxonomy_id, config=config.as_dict(),
             template_versions={stage: {"id": t.id, "version": t.version} for stage, t in chosen.items()},
             engine=settings.engine, model=settings.resolved_model,
-            sampling=settings.default_sampling().as_dict(), status=RunStatus.queued, created_by_id=actor.id)
+            sampling=run_sampling(config).as_dict(), status=RunStatus.queued, created_by_id=actor.id)
         session.add(run)
         session.flush()
         run_id = run.id
@@ -175,27 +188,35 @@ def repeat_run(actor: Actor | None, run_id: int, *, seed: int | None = None,
         kept = {stage: v["id"] for stage, v in (source.template_versions or {}).items()}
     if seed is not None:
         config.seed = seed
+    with read_session() as session:  # ids recorded under a stage name of their time: key them by today's
+        kept = {templates_stage(session, template_id): template_id for template_id in kept.values()}
     return create_run(actor, config, name=name, template_ids={**kept, **(template_ids or {})})
+
+
+def templates_stage(session, template_id: int) -> str:
+    from db.models import PromptTemplate
+
+    return session.get(PromptTemplate, int(template_id)).stage
 
 
 # --------------------------------------------------------------------------- the worker job
 
 
-def _stage_context(run_id: int, engine: Engine) -> stages.StageContext:
+def _stage_context(run_id: int, engine: Engine) -> StepContext:
     with read_session() as session:
         run = _run_or_error(session, run_id)
         config = RunConfig.from_dict(run.config)
         template_ids = {stage: v["id"] for stage, v in (run.template_versions or {}).items()}
-        sampling = Sampling(**{k: run.sampling[k] for k in ("temperature", "top_p", "max_tokens", "seed")
-                               if k in (run.sampling or {})})
+        sampling = Sampling(**{k: run.sampling[k] for k in ("temperature", "top_p", "max_tokens", "seed",
+                                                            "repetition_penalty") if k in (run.sampling or {})})
         synonyms = dict(session.execute(
             select(OOTMapping.source_name, Label.name).join(Label, Label.id == OOTMapping.target_label_id)
             .where(OOTMapping.taxonomy_id == run.taxonomy_id, OOTMapping.action == OOTAction.map)).tuples().all())
     detail = get_taxonomy(config.taxonomy_id)
-    return stages.StageContext(run_id=run_id, config=config, taxonomy_id=detail.id,
-                               labels=[(label.name, label.description) for label in detail.labels],
-                               synonyms=synonyms, templates=chosen_templates(template_ids), engine=engine,
-                               sampling=sampling)
+    return StepContext(run_id=run_id, config=config, taxonomy_id=detail.id,
+                       labels=[(label.name, label.description) for label in detail.labels], synonyms=synonyms,
+                       templates=chosen_templates(template_ids, recorded=True), engine=engine, sampling=sampling,
+                       seed=config.seed)
 
 
 def _set_run(run_id: int, **values: Any) -> None:
@@ -205,10 +226,9 @@ def _set_run(run_id: int, **values: Any) -> None:
             setattr(run, key, value)
 
 
-def _record(session, run_id: int, stage: str, report: RunReport | None, **produced: int) -> None:
+def _record(session, run_id: int, stage: str, entry: dict[str, Any]) -> None:
     run = _run_or_error(session, run_id)
-    entry = {**(report.as_dict() if report else {}), **produced, "finished_at": utcnow().isoformat()}
-    run.stats = {**(run.stats or {}), stage: entry, "current_stage": None}
+    run.stats = {**(run.stats or {}), stage: {**entry, "finished_at": utcnow().isoformat()}, "current_stage": None}
 
 
 @jobs.handler(JOB_KIND)
@@ -233,27 +253,34 @@ def run_pipeline_job(ctx: jobs.JobContext) -> dict[str, Any]:
 
 
 def execute(ctx: jobs.JobContext, run_id: int, engine: Engine) -> dict[str, Any]:
-    """The six stages in order; per-stage figures land in the run's stats as each one ends."""
+    """The preset's steps in order; per-step figures land in the run's stats as each one ends."""
     sctx = _stage_context(run_id, engine)
     settings = engine_settings.load()
     options = {"batch_size": settings.batch_size, "validation_attempts": settings.validation_attempts}
-    state = StageState()
-    for number, stage in enumerate(SYNTHESIS_STAGES, start=1):
-        _set_stage(run_id, stage)
+    state: dict[str, list] = {}
+    spent: dict[str, dict[str, int]] = {}
+    names = sctx.config.steps
+    for number, name in enumerate(names, start=1):
+        step = registry.get(name)
+        _set_stage(run_id, step.stage)
         started = time.monotonic()
-        STAGE_STEPS[stage](ctx, sctx, state, options, f"Stage {number}/6 {stage}: ")
-        ctx.log(f"stage {stage}: {state.reports[stage].as_dict()} in {time.monotonic() - started:.1f} s")
-        _fail_if_nothing_answered(stage, state.reports[stage])
+        with read_session() as session:
+            items = step.items(sctx, session, state)
+        outcome = gating.ask_gated(ctx, sctx, step, items, options, f"Stage {number}/{len(names)} {step.stage}: ")
+        state[step.stage] = items
+        step.prepare(sctx, items)
+        with ctx.batch() as session:
+            produced = step.store(sctx, session, items)
+            spent[step.stage] = outcome.spent
+            _record(session, run_id, step.stage, {**outcome.report.as_dict(), **outcome.figures(), **produced})
+            ctx.advance(session, 0, note=f"Stage {number}/{len(names)} {step.stage}: "
+                                         + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in produced.items()))
+        ctx.log(f"stage {step.stage}: {outcome.report.as_dict()} in {time.monotonic() - started:.1f} s")
+        _fail_if_nothing_answered(step.stage, outcome.report)
+    with ctx.batch() as session:
+        _record_measures(session, run_id, spent)
     with read_session() as session:
         return dict(_run_or_error(session, run_id).stats)
-
-
-@dataclass
-class StageState:
-    """What one stage hands the next within a job: its report, and the chains under way."""
-
-    reports: dict[str, RunReport] = field(default_factory=dict)
-    chains: list[stages.ContextChain] = field(default_factory=list)
 
 
 def _set_stage(run_id: int, stage: str) -> None:
@@ -268,74 +295,39 @@ def _fail_if_nothing_answered(stage: str, report: RunReport) -> None:
         raise jobs.JobFailed(f"stage {stage}: none of its {report.total} requests was answered ({reason})")
 
 
-def _ask(ctx, sctx, requests, stage, options, prefix) -> RunReport:
-    return run_requests(ctx, sctx.engine, requests, output_model=OUTPUTS[stage], stage=stage, run_id=sctx.run_id,
-                        note_prefix=prefix, **options)
+def _record_measures(session, run_id: int, spent: dict[str, dict[str, int]]) -> None:
+    """What the run spent per stage and the counts it reached: the next estimate's ratios, the page's figures."""
+    from sqlalchemy import func
+
+    run = _run_or_error(session, run_id)
+    config = RunConfig.from_dict(run.config)
+    characters = session.execute(select(func.count(), func.coalesce(func.sum(func.length(Character.description)), 0))
+                                 .where(Character.run_id == run_id)).one()
+    plain = session.execute(select(func.count(), func.coalesce(func.sum(func.length(Example.text)), 0))
+                            .where(Example.run_id == run_id, Example.kind == ExampleKind.contextless)).one()
+    contextual = session.scalars(select(Example.meta).where(Example.run_id == run_id,
+                                                            Example.kind == ExampleKind.contextual)).all()
+    parents = session.execute(select(func.count(func.distinct(Example.parent_id)),
+                                     func.coalesce(func.sum(func.length(Example.raw_context)), 0))
+                              .where(Example.run_id == run_id, Example.kind == ExampleKind.contextual)).one()
+    variants = sum(1 for meta in contextual if (meta or {}).get("context_similarity") is not None)
+    measured = {
+        "stories": len(config.story_ids), "characters": characters[0], "description_chars": characters[1],
+        "contextless": plain[0], "utterance_chars": plain[1], "contexts": parents[0],
+        "context_chars": parents[1] / max(1, len(contextual)) * parents[0],
+    }
+    run.stats = {**(run.stats or {}), "spent": spent, "measured": measured,
+                 "quality": quality_figures(contextual, plain[0], parents[0], variants)}
 
 
-def _characters(ctx, sctx, state: "StageState", options, prefix) -> None:
-    with read_session() as session:
-        requests = stages.character_requests(sctx, session)
-    state.reports["characters"] = _ask(ctx, sctx, list(requests.values()), "characters", options, prefix)
-    with ctx.batch() as session:
-        added = stages.store_characters(sctx, session, requests)
-        _record(session, sctx.run_id, "characters", state.reports["characters"], characters_added=added)
-        ctx.advance(session, 0, note=f"{prefix}{added} characters added")
-
-
-def _utterances(ctx, sctx, state: "StageState", options, prefix) -> None:
-    with read_session() as session:
-        slots = stages.utterance_slots(sctx, session)
-    requests = stages.utterance_requests(sctx, slots)
-    state.reports["utterances"] = _ask(ctx, sctx, requests, "utterances", options, prefix)
-    with ctx.batch() as session:
-        added, removed = stages.store_utterances(sctx, session, slots, requests)
-        # Repeats never become examples, so each pass finds all of them again: `removed` is the total.
-        _record(session, sctx.run_id, "utterances", state.reports["utterances"], examples_added=added,
-                near_duplicates_removed=removed)
-        ctx.advance(session, 0, note=f"{prefix}{added} utterances added, {removed} near-duplicates removed")
-
-
-def _labels(ctx, sctx, state: "StageState", options, prefix) -> None:
-    with read_session() as session:
-        requests = stages.label_requests(sctx, session)
-    state.reports["labels"] = _ask(ctx, sctx, list(requests.values()), "labels", options, prefix)
-    with ctx.batch() as session:
-        labelled, oot = stages.store_labels(sctx, session, requests)
-        _record(session, sctx.run_id, "labels", state.reports["labels"], examples_labelled=labelled, oot_names=oot)
-        ctx.advance(session, 0, note=f"{prefix}{labelled} utterances labelled")
-
-
-def _context(ctx, sctx, state: "StageState", options, prefix) -> None:
-    with read_session() as session:
-        chains = stages.context_chains(sctx, session)
-    state.reports["context"] = _ask(ctx, sctx, [c.context for c in chains], "context", options, prefix)
-    with ctx.batch() as session:
-        _record(session, sctx.run_id, "context", state.reports["context"])
-    state.chains = chains
-
-
-def _clean(ctx, sctx, state: "StageState", options, prefix) -> None:
-    with read_session() as session:
-        chains = stages.add_clean_requests(sctx, session, state.chains)
-    state.reports["clean"] = _ask(ctx, sctx, [c.clean for c in chains], "clean", options, prefix)
-    with ctx.batch() as session:
-        _record(session, sctx.run_id, "clean", state.reports["clean"])
-    state.chains = chains
-
-
-def _rewrite(ctx, sctx, state: "StageState", options, prefix) -> None:
-    with read_session() as session:
-        chains = stages.add_rewrite_requests(sctx, session, state.chains)
-    state.reports["rewrite"] = _ask(ctx, sctx, [c.rewrite for c in chains], "rewrite", options, prefix)
-    with ctx.batch() as session:
-        added, flagged = stages.store_contextual(sctx, session, chains)
-        _record(session, sctx.run_id, "rewrite", state.reports["rewrite"], contextual_added=added,
-                flagged_names_emotion=flagged)
-        ctx.advance(session, 0, note=f"{prefix}{added} contextual examples added, {flagged} flagged")
-
-
-
-STAGE_STEPS = {"characters": _characters, "utterances": _utterances, "labels": _labels,
-               "context": _context, "clean": _clean, "rewrite": _rewrite}
-
+def quality_figures(metas: list[dict | None], contextless: int, contexts: int, measured: int) -> dict[str, Any]:
+    """Per run: how close cleaned contexts stay to the raw ones, how much wording a rewrite keeps, what got flagged."""
+    metas = [m or {} for m in metas]
+    mean = lambda values: round(sum(values) / len(values), 4) if values else None  # noqa: E731
+    return {
+        "context_similarity": mean([m["context_similarity"] for m in metas if m.get("context_similarity") is not None]),
+        "utterance_overlap": mean([m["utterance_overlap"] for m in metas if m.get("utterance_overlap") is not None]),
+        "flagged_names_emotion": sum(1 for m in metas if {"context_names_emotion", "utterance_names_emotion"}
+                                     & set(m.get("flags", []))),
+        "context_share": round(contexts / contextless, 4) if contextless else None,
+    }

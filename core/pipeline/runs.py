@@ -11,7 +11,8 @@ from sqlalchemy import case, func, select
 
 from core import labels as label_store
 from core.auth import Actor, require_admin
-from core.pipeline.plan import SYNTHESIS_STAGES
+from core.pipeline import steps as registry
+from core.pipeline.plan import RunConfig
 from db.models import Character, Example, ExampleKind, GenerationRun, Job, Label, Suggestion, User
 from db.session import read_session
 
@@ -41,6 +42,9 @@ class StageRow:
     failed: int
     produced: str
     failure_reasons: dict[str, int]
+    rejected: int = 0  # answers the content gates rejected (asked again, or kept with the reason after the last try)
+    kept_with_reason: int = 0
+    rejection_reasons: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,8 @@ class RunDetail:
     def stage_rows(self) -> list[StageRow]:
         rows = []
         current = self.stats.get("current_stage")
-        for stage in SYNTHESIS_STAGES:
+        for name in RunConfig.from_dict(self.config).steps:
+            stage = registry.get(name).stage
             entry = self.stats.get(stage) or {}
             state = "running" if stage == current and self.job_status == "running" else (
                 "done" if entry else "waiting")
@@ -73,12 +78,23 @@ class RunDetail:
                                  if k in PRODUCED_KEYS)
             rows.append(StageRow(stage, state, entry.get("total", 0), entry.get("cached", 0), entry.get("answered", 0),
                                  entry.get("invalid", 0), entry.get("failed", 0), produced,
-                                 entry.get("failure_reasons", {})))
+                                 entry.get("failure_reasons", {}), entry.get("rejected", 0),
+                                 entry.get("kept_with_reason", 0), entry.get("rejection_reasons", {})))
         return rows
 
+    @property
+    def quality(self) -> dict[str, Any]:
+        """Similarity raw vs cleaned context, overlap original vs rewritten utterance, flagged count, context share."""
+        return dict(self.stats.get("quality") or {})
 
-PRODUCED_KEYS = ("characters_added", "examples_added", "near_duplicates_removed", "examples_labelled", "oot_names",
-                 "contextual_added", "flagged_names_emotion")
+    @property
+    def spent(self) -> dict[str, Any]:
+        """Calls and tokens per stage (re-asks and validation retries included)."""
+        return dict(self.stats.get("spent") or {})
+
+
+EMOTION_FLAGS = {"context_names_emotion", "utterance_names_emotion"}  # the emotion-word check's flags
+PRODUCED_KEYS = tuple(dict.fromkeys(key for step in registry.STEPS.values() for key in step.produced))
 
 
 def effective_status(run_status, job_status) -> str:
@@ -122,7 +138,8 @@ def run_detail(actor: Actor | None, run_id: int) -> RunDetail:
         characters = session.scalar(select(func.count()).select_from(Character).where(Character.run_id == run_id))
         plain, contextual = _counts(session, [run_id]).get(run_id, (0, 0))
         flagged = sum(1 for meta in session.scalars(select(Example.meta).where(
-            Example.run_id == run_id, Example.kind == ExampleKind.contextual)) if (meta or {}).get("flags"))
+            Example.run_id == run_id, Example.kind == ExampleKind.contextual))
+            if EMOTION_FLAGS & set((meta or {}).get("flags", [])))
         return RunDetail(run.id, run.name, effective_status(run.status, job.status if job else None), dict(run.config),
                          dict(run.template_versions), run.engine, run.model, dict(run.sampling), dict(run.stats or {}),
                          run.job_id, getattr(job.status, "value", None) if job else None,
@@ -179,7 +196,8 @@ def _provenance(example: Example) -> str:
     meta = example.meta or {}
     versions = ", ".join(f"{stage} v{v}" for stage, v in sorted((meta.get("templates") or {}).items()))
     return (f"story {example.story_id} · {meta.get('model', '?')} · seed {meta.get('seed', '?')} · {versions}"
-            + (f" · from #{example.parent_id}" if example.parent_id else ""))
+            + (f" · {meta.get('variant', 'rewritten')} utterance + context, from #{example.parent_id}"
+               if example.parent_id else ""))
 
 
 # --------------------------------------------------------------------------- comparing runs

@@ -16,75 +16,14 @@ from core.auth import Actor, require_admin
 from db.models import PromptTemplate
 from db.session import read_session, write_session
 
-STAGES = ("characters", "utterances", "labels", "context", "clean", "rewrite", "describe")
+from core.pipeline import steps as registry
 
-STAGE_TITLES = {
-    "characters": "1. Characters",
-    "utterances": "2. Thinking-aloud utterances",
-    "labels": "3. Emotion labels",
-    "context": "4. Context",
-    "clean": "5. Context cleaning",
-    "rewrite": "6. Rewrite for context",
-    "describe": "Descriptors of imported texts",
-}
-
-# What each stage's template may use.
-FIELDS: dict[str, set[str]] = {
-    "characters": {"story_title", "passage", "max_characters"},
-    "utterances": {"story_title", "passage", "character", "character_description", "emotion", "emotion_description"},
-    "labels": {"character", "character_description", "utterance", "labels", "max_emotions"},
-    "context": {"story_title", "passage", "character", "character_description", "utterance"},
-    "clean": {"context", "label_names"},
-    "rewrite": {"character", "context", "utterance"},
-    "describe": {"text", "labels", "max_emotions"},
-}
-
-_SYSTEM = "You are a careful writer helping to build an emotion data set. Answer with JSON only."
-
-DEFAULTS: dict[str, tuple[str, str]] = {
-    "characters": (_SYSTEM, (
-        "Story: {story_title}\n\n{passage}\n\n"
-        "List up to {max_characters} characters of this story who think or feel something. For each give the "
-        "name used in the story and a one-sentence description of who they are in the story.\n"
-        'Answer as {{"characters": [{{"name": ..., "description": ...}}]}}.')),
-    "utterances": (_SYSTEM, (
-        "Story: {story_title}\n\n{passage}\n\n"
-        "Character: {character} ({character_description})\n"
-        "Write one short sentence that {character} thinks aloud at some moment of this story, in the first "
-        "person, expressing {emotion} ({emotion_description}). Do not name the emotion; show it.\n"
-        'Answer as {{"utterance": ...}}.')),
-    "labels": (_SYSTEM, (
-        "Emotions:\n{labels}\n\n"
-        "{character} ({character_description}) thinks aloud: \"{utterance}\"\n"
-        "Which emotions does this express? Give up to {max_emotions} emotions with a score from 0 to 1 "
-        "for how strongly each is present (use the names above where they fit; another name is allowed if "
-        "none fits), and how expressive the sentence is overall (0 = flat, 1 = very emotional).\n"
-        'Answer as {{"emotions": [{{"name": ..., "score": ...}}], "expressiveness": ...}}.')),
-    "context": (_SYSTEM, (
-        "Story: {story_title}\n\n{passage}\n\n"
-        "{character} ({character_description}) is about to think: \"{utterance}\"\n"
-        "Write two or three sentences describing what just happened to {character} in this story, leading "
-        "up to that thought. Describe events and actions only; do not name any feeling or emotion.\n"
-        'Answer as {{"context": ...}}.')),
-    "clean": (_SYSTEM, (
-        "Text: \"{context}\"\n\n"
-        "Rewrite the text, keeping every event, but remove every word that names or describes a feeling or "
-        "emotion (such as {label_names}). Keep it natural.\n"
-        'Answer as {{"context": ...}}.')),
-    "rewrite": (_SYSTEM, (
-        "Situation: {context}\n\n"
-        "{character} thinks: \"{utterance}\"\n"
-        "Rewrite the thought so that the emotion is no longer stated and can only be understood together with "
-        "the situation. Keep it short, first person.\n"
-        'Answer as {{"utterance": ...}}.')),
-    "describe": ("You describe the emotions in texts precisely. Answer with JSON only.", (
-        "Text: \"{text}\"\n\n"
-        "Emotions:\n{labels}\n\n"
-        "Describe in one short phrase the emotions the writer expresses (for example \"relieved but still "
-        "wary of her brother\"), then give up to {max_emotions} emotions from the list with a score from 0 to 1 "
-        "for how strongly each is present.\n"
-        'Answer as {{"description": ..., "emotions": [{{"name": ..., "score": ...}}]}}.')),
-}
+# Every step's template: its fields, title and default prompt come from the step's module.
+STAGES = tuple(registry.STEPS)
+STAGE_TITLES = {name: step.title for name, step in registry.STEPS.items()}
+FIELDS: dict[str, set[str]] = {name: set(step.fields) for name, step in registry.STEPS.items()}
+DEFAULTS: dict[str, tuple[str, str]] = {name: (step.system_prompt, step.user_prompt)
+                                        for name, step in registry.STEPS.items()}
 
 
 class TemplateError(ValueError):

@@ -300,9 +300,9 @@ def run_teacher_job(ctx) -> dict[str, Any]:
     from core import labels as label_store
     from core.llm import settings as engine_settings
     from core.llm.runner import run_requests
-    from core.pipeline import annotate, templates
-    from core.pipeline.schemas import OUTPUTS
-    from core.pipeline.stages import answers
+    from core.pipeline import annotate
+    from core.pipeline.steps import get as pipeline_step
+    from core.pipeline.steps.base import answers
     from core.train import evaluate
     from db.session import read_session
 
@@ -317,11 +317,10 @@ def run_teacher_job(ctx) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 (any engine start failure is reported to the user)
         raise jobs.JobFailed(f"the engine could not start: {type(error).__name__}: {error}") from None
     settings = engine_settings.load()
-    template = templates.active_templates()["describe"]
-    lines = "\n".join(f"- {n}: {d}" if d else f"- {n}" for n, d in zip(evalset.labels, evalset.descriptions))
-    requests = annotate.describe_requests(list(enumerate(evalset.texts)), lines, template, engine,
-                                          settings.default_sampling(), int(ctx.payload.get("seed") or 0))
-    report = run_requests(ctx, engine, list(requests.values()), output_model=OUTPUTS["describe"],
+    sctx = annotate.text_context(engine, list(zip(evalset.labels, evalset.descriptions)), None,
+                                 settings.default_sampling(), int(ctx.payload.get("seed") or 0), ("text_labels",))
+    requests = annotate.describe_requests(list(enumerate(evalset.texts)), sctx, "text_labels")
+    report = run_requests(ctx, engine, list(requests.values()), output_model=pipeline_step("text_labels").output(sctx),
                           stage="baseline_teacher", batch_size=settings.batch_size,
                           validation_attempts=settings.validation_attempts)
     with read_session() as session:

@@ -1,8 +1,9 @@
 """A dataset version as training data: texts, contexts and label matrices per split.
 
 Reads the frozen members (labels and soft scores as they were when the version was frozen), in
-the taxonomy's label order. A contextual example's first segment is "character: context" (or the
-context alone), so the classifier reads it as the sentence pair (character + context, utterance).
+the taxonomy's label order. A contextual example's first segment is the context followed by the
+character's description (as in Emo Pillars), so the classifier reads the pair (context + description,
+utterance).
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ class VersionData:
         return {name: len(split) for name, split in self.splits.items()}
 
 
-def first_segment(context: str | None, character: str | None) -> str | None:
+def first_segment(context: str | None, character_description: str | None) -> str | None:
+    """The classifier's first segment: context + character description (None without a context)."""
     context = (context or "").strip()
     if not context:
         return None
-    character = (character or "").strip()
-    return f"{character}: {context}" if character else context
+    description = (character_description or "").strip()
+    return f"{context} {description}" if description else context
 
 
 def load_version(version_id: int) -> VersionData:
@@ -73,7 +75,7 @@ def load_version(version_id: int) -> VersionData:
         labels = list(s.scalars(select(Label.name).where(Label.taxonomy_id == version.taxonomy_id)
                                 .order_by(Label.position, Label.id)))
         rows = s.execute(
-            select(Example.id, DatasetMember.split, Example.text, Example.context, Character.name,
+            select(Example.id, DatasetMember.split, Example.text, Example.context, Character.description,
                    DatasetMember.labels, DatasetMember.scores)
             .join(DatasetMember, DatasetMember.example_id == Example.id)
             .outerjoin(Character, Character.id == Example.character_id)

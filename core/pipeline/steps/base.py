@@ -1,0 +1,207 @@
+"""What every pipeline step shares: the step contract, the run's context, cached answers, content gates.
+
+A step is one module in this package holding one `Step` subclass: its prompt default, output schema,
+token budget, content gates, the requests it asks, what its answers become, and how many calls it will
+make (for the estimate before launch). The registry (`core.pipeline.steps`) lists them in order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.llm.structured import bounded_schema
+from core.llm.types import ChatRequest, Sampling
+from db.models import LLMRequest
+
+NEUTRAL = "neutral"
+NEUTRAL_DESCRIPTION = "no particular emotion: calm, matter-of-fact, everyday"
+SYSTEM = "You are a careful writer helping to build an emotion data set. Answer with JSON only."
+NAME_PATTERN = r"^[A-Za-z][A-Za-z \-']*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Answer:
+    request_id: int
+    parsed: dict[str, Any]
+    raw_text: str
+
+
+@dataclass
+class Gated:
+    """The answer a step keeps for one item: the first that passed its gates, else the last one asked."""
+
+    answer: Answer
+    rejected: list[str]  # why the kept answer failed its gates ([] = it passed)
+    attempts: int  # answers asked for this item, the kept one included
+
+
+@dataclass
+class Item:
+    """One request of a step and what it is about (a passage, a character, an example...)."""
+
+    subject: Any
+    request: ChatRequest
+    kept: Gated | None = None
+    measures: dict[str, float] | None = None  # set by `prepare` where a step measures its answers
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs to build and store: the run, its taxonomy, templates and engine."""
+
+    run_id: int | None
+    config: Any  # core.pipeline.plan.RunConfig (None for the describe job)
+    taxonomy_id: int | None
+    labels: list[tuple[str, str]]  # (name, description) in taxonomy order
+    synonyms: dict[str, str]  # OOT name -> label, for the emotion-word check
+    templates: dict[str, Any]  # stage -> TemplateView
+    engine: Any
+    sampling: Sampling
+    seed: int = 0
+
+    @property
+    def agent(self) -> str:
+        return f"teacher:{self.engine.model}"
+
+    @property
+    def label_lines(self) -> str:
+        return label_lines(self.labels)
+
+    @property
+    def label_names(self) -> list[str]:
+        return [name for name, _ in self.labels]
+
+    def template_meta(self, *stages: str) -> dict[str, int]:
+        return {stage: self.templates[stage].version for stage in stages if stage in self.templates}
+
+    def engine_meta(self, request: ChatRequest) -> dict[str, Any]:
+        """Which engine and sampling wrote an example (the LLM request row holds the full prompt)."""
+        return {"engine": self.engine.name, "model": self.engine.model, "sampling": request.sampling.as_dict()}
+
+
+def label_lines(labels: list[tuple[str, str]]) -> str:
+    return "\n".join(f"- {name}: {description}" if description else f"- {name}" for name, description in labels)
+
+
+class Step:
+    """The contract of a pipeline step; subclasses fill in what differs."""
+
+    name = ""
+    stage = ""  # the stage its examples and LLM requests are recorded under (default: name)
+    title = ""
+    fields: frozenset[str] = frozenset()  # placeholders its template may use
+    system_prompt = SYSTEM
+    user_prompt = ""
+    produced: tuple[str, ...] = ()  # keys of `store`'s result the Generate page shows
+
+    @property
+    def template_stage(self) -> str:
+        return self.name
+
+    def output(self, ctx: StepContext) -> type[BaseModel]:
+        raise NotImplementedError
+
+    def max_tokens(self, ctx: StepContext) -> int:
+        raise NotImplementedError
+
+    def items(self, ctx: StepContext, session: Session, state: dict[str, list[Item]]) -> list[Item]:
+        raise NotImplementedError
+
+    def gates(self, ctx: StepContext, item: Item, parsed: dict[str, Any]) -> list[str]:
+        """Reasons to reject a schema-valid answer (asked again like a schema failure); [] = fine."""
+        return []
+
+    def prepare(self, ctx: StepContext, items: list[Item]) -> None:
+        """Slow work on the answers (embeddings...) before `store`, outside the write transaction."""
+
+    def store(self, ctx: StepContext, session: Session, items: list[Item]) -> dict[str, int]:
+        return {}
+
+    def planned_calls(self, plan: Any) -> tuple[int, float]:
+        """(first-attempt calls, prompt characters) this step asks for a planned run (core.pipeline.plan.Plan)."""
+        return 0, 0.0
+
+    def request(self, ctx: StepContext, messages: tuple[dict[str, str], ...], *seed_parts: object) -> ChatRequest:
+        from core.pipeline.plan import request_seed
+
+        sampling = Sampling(ctx.sampling.temperature, ctx.sampling.top_p, self.max_tokens(ctx),
+                            request_seed(ctx.seed, self.stage or self.name, *seed_parts), ctx.sampling.repetition_penalty)
+        return ChatRequest(messages, sampling, bounded_schema(self.output(ctx))).with_key(ctx.engine.name,
+                                                                                           ctx.engine.model)
+
+    def render(self, ctx: StepContext, **values: object) -> tuple[dict[str, str], ...]:
+        return ctx.templates[self.template_stage].render(**values)
+
+
+def answers(session: Session, requests: list[ChatRequest]) -> dict[str, Answer]:
+    """key -> the cached answer, for the requests answered ok."""
+    found: dict[str, Answer] = {}
+    keys = list({r.key for r in requests})
+    for start in range(0, len(keys), 500):
+        rows = session.execute(select(LLMRequest.key, LLMRequest.id, LLMRequest.parsed, LLMRequest.raw_text)
+                               .where(LLMRequest.key.in_(keys[start:start + 500]), LLMRequest.status == "ok"))
+        for key, request_id, parsed, raw_text in rows.tuples():
+            found[key] = Answer(request_id, parsed or {}, raw_text or "")
+    return found
+
+
+def reask(request: ChatRequest, previous: str, reasons: list[str], engine) -> ChatRequest:
+    """The same question again, with the rejected answer and why (greedy decoding needs a changed prompt)."""
+    messages = (*request.messages, {"role": "assistant", "content": previous},
+                {"role": "user", "content": "That answer was rejected: " + "; ".join(reasons)
+                 + ". Answer the same question again, in the same JSON format, avoiding these problems."})
+    return ChatRequest(messages, request.sampling, request.schema).with_key(engine.name, engine.model)
+
+
+# --------------------------------------------------------------------------- content gates
+
+WORD = re.compile(r"[A-Za-z']+")
+MIN_SENTENCE_WORDS = 3
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text or "")
+
+
+def _plain(text: str) -> str:
+    return " ".join(words(text)).casefold()
+
+
+def sentence_problem(text: str, labels: list[tuple[str, str]], what: str = "utterance",
+                     min_words: int = MIN_SENTENCE_WORDS) -> str | None:
+    """Why `text` is no sentence of a few words, or echoes a label name or definition from the prompt."""
+    plain = _plain(text)
+    if len(plain.split()) < min_words:
+        return f"{what} {text!r} is not a sentence of at least {min_words} words"
+    for name, description in labels:
+        if plain == _plain(name):
+            return f"{what} {text!r} is a label name"
+        definition = _plain(description)
+        if definition and len(definition) >= 12 and (definition in plain or plain in definition):
+            return f"{what} {text!r} copies the definition of {name}"
+    return None
+
+
+def names_a_character(name: str, characters: set[str]) -> bool:
+    """An emotion name that is a character's name (or one word of it), e.g. 'Felix'."""
+    plain = _plain(name)
+    return bool(plain) and any(plain == c or plain in c.split() for c in characters)
+
+
+def character_names(session: Session, run_id: int, story_id: int | None = None) -> set[str]:
+    from db.models import Character
+
+    query = select(Character.name).where(Character.run_id == run_id)
+    if story_id is not None:
+        query = query.where(Character.story_id == story_id)
+    return {_plain(n) for n in session.scalars(query)}

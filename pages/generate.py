@@ -56,8 +56,8 @@ with new_tab:
             story_ids = [titles[t] for t in st.multiselect("Stories", list(titles), key="gen_stories")]
         presets = list(pipeline.PRESETS)
         preset = st.radio("Preset", presets, horizontal=True, key="gen_preset",
-                          format_func=lambda p: pipeline.PRESETS[p]["title"])
-        st.caption(pipeline.PRESETS[preset]["help"])
+                          format_func=lambda p: md_escape(pipeline.PRESETS[p]["title"]))
+        st.caption(md_escape(pipeline.PRESETS[preset]["help"]))
         start = pipeline.PRESETS[preset]["settings"]
         c1, c2, c3, c4 = st.columns(4)
         max_characters = c1.number_input("Characters per story", 1, 30, start["max_characters"], key=f"gen_chars_{preset}")
@@ -129,9 +129,9 @@ with new_tab:
                      if estimate.measured_runs else
                      "an upper bound: no earlier run of this model and preset to measure from, so every character "
                      "found, every answer accepted at once and as long as its token budget, 4 characters a token")
-            st.write(f"{estimate.stories} stories, {estimate.passages} passages, about {estimate.characters} "
-                     f"characters, {estimate.utterances} context-less utterances and {estimate.contexts} contexts: "
-                     f"**{estimate.calls:,} LLM calls**, about **{estimate.tokens:,} tokens** ({basis}).")
+            st.write(f"{estimate.stories:,} stories, {estimate.passages:,} passages, about {estimate.characters:,} "
+                     f"characters, {estimate.utterances:,} context-less utterances and {estimate.contexts:,} contexts: "
+                     f"**{estimate.calls:,} LLM calls**, about **{estimate.tokens:,} tokens** ({md_escape(basis)}).")
             st.dataframe(pd.DataFrame([{"stage": s.stage, "calls": s.calls, "prompt tokens (≈)": s.prompt_tokens,
                                         "output tokens (≈)": s.output_tokens} for s in estimate.stages]),
                          hide_index=True)
@@ -165,12 +165,12 @@ def _live_stages(run_id: int) -> None:
         "result": row.produced} for row in detail.stage_rows()]), hide_index=True)
     failures = {row.stage: row.failure_reasons for row in detail.stage_rows() if row.failure_reasons}
     for stage, reasons in failures.items():
-        with st.expander(f"Failures in {stage}"):
+        with st.expander(f"Failures in {md_escape(stage)}"):
             for reason, count in reasons.items():
                 st.text(f"{count} × {reason}")
     rejections = {row.stage: row.rejection_reasons for row in detail.stage_rows() if row.rejection_reasons}
     for stage, reasons in rejections.items():
-        with st.expander(f"Content gate rejections in {stage}"):
+        with st.expander(f"Content gate rejections in {md_escape(stage)}"):
             for reason, count in reasons.items():
                 st.text(f"{count} × {reason}")
     c1, c2, c3 = st.columns(3)

@@ -45,6 +45,7 @@ EXEMPT = {
     "core.pipeline.templates.versions": "a read that seeds the built-in templates on first use",
     "core.pipeline.run.chosen_templates": "a read that seeds the built-in templates on first use",
     "core.pipeline.run.estimate_run": "a read that seeds the built-in templates on first use",
+    "core.pipeline.annotate.text_context": "a read that seeds the built-in templates on first use",
     "core.jobs.claim": "the worker's lease protocol: the job's creator was checked when it was queued",
     "core.jobs.heartbeat": "the worker's lease protocol",
     "core.jobs.finish": "the worker's lease protocol",

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core import labels, taxonomy, worker
+from core.llm.stored import full_messages
 from core.pipeline import annotate
 from db.models import Descriptor, Example, ExampleKind, LLMRequest, Suggestion
 from db.session import read_session, write_session
@@ -88,8 +89,8 @@ def test_teacher_describes_goemotions_dev_texts_with_the_real_engine(database, a
         described = {d.example_id for d in descriptors}
         labelled = set(session.scalars(select(Suggestion.example_id).where(
             Suggestion.agent == f"teacher:{vllm_engine.model}")))
-        prompts = [r.request["messages"][-1]["content"] for r in session.scalars(
-            select(LLMRequest).where(LLMRequest.stage == "describe"))]
+        stored = [r.request for r in session.scalars(select(LLMRequest).where(LLMRequest.stage == "describe"))]
+        prompts = [messages[-1]["content"] for messages in full_messages(session, stored)]
     assert 10 <= len(described) <= 12  # a rare answer may fail validation three times
     # free-text descriptors: a word or short phrase each, with an intensity, from a prompt without the taxonomy
     assert all(2 <= len(d.text) <= 60 and 0.1 <= d.intensity <= 1.0 and d.llm_request_id for d in descriptors)

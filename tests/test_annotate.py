@@ -73,6 +73,7 @@ def test_annotation_sources_list_counts(database, admin):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 12 texts through two steps (describe, text_labels), re-asks included, plus vLLM's load
 def test_teacher_describes_goemotions_dev_texts_with_the_real_engine(database, admin, vllm_engine, monkeypatch):
     monkeypatch.setattr(annotate, "current_engine", lambda: vllm_engine)
     tid = _goemotions_id()

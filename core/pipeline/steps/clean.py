@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from core import labels as label_store
-from core.pipeline import dedup
+from core import embeddings
 from core.pipeline.cleaning import EmotionWords
 from core.pipeline.steps.base import NEUTRAL, Item, Step, sentence_problem
 from core.pipeline.steps.context import Context
@@ -24,7 +24,7 @@ def similarity(a: list[str], b: list[str]) -> list[float]:
     """Cosine similarity of each pair, with the bundled sentence encoder."""
     if not a:
         return []
-    left, right = dedup.embed(a), dedup.embed(b)
+    left, right = embeddings.embed(a), embeddings.embed(b)
     return [round(float(x), 4) for x in (left * right).sum(1)]
 
 

@@ -22,6 +22,8 @@ def teacher(vllm_engine, monkeypatch):
 
     monkeypatch.setattr(pipeline, "current_engine", lambda: vllm_engine)
     monkeypatch.setattr(annotate, "current_engine", lambda: vllm_engine)
+    # The engine settings name the model the jobs run (the estimate reads earlier runs of that model).
+    monkeypatch.setenv("EMOFORGE_TEACHER_DIR", vllm_engine.model)
     return vllm_engine
 
 

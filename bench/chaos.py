@@ -330,10 +330,13 @@ def reference_run(admin, run_id: int) -> tuple[int, int]:
 
 
 def same_files(a: Path, b: Path) -> bool:
-    """The same relative file names with the same bytes (zips aside: they stamp file times)."""
+    """The same relative file names with the same bytes (zips aside: they stamp file times; the owned-files
+    manifest aside: it lists the zip, which the reference export does not make)."""
+    from core.owned_files import MANIFEST
+
     def files(root: Path) -> dict[str, bytes]:
         return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-                if p.is_file() and p.suffix != ".zip"}
+                if p.is_file() and p.suffix != ".zip" and p.name != MANIFEST}
 
     return files(a) == files(b)
 

@@ -11,16 +11,18 @@ from bench.chaos import ChaosSettings, run_chaos
 pytestmark = pytest.mark.slow
 
 
-# About 3 minutes on an idle 2-core machine (the vLLM server comes from the shared `openai_url` fixture); the
+# A vLLM server of its own (about 1 minute to start, then about 3 on an idle 2-core machine): the kills abort
+# requests in flight, and after such a run the shared `openai_url` server was seen answering later requests
+# outside their JSON schema (a 90-character string where maxLength is 32), failing unrelated tests. The
 # limit leaves room for a busy CI host: each restarted worker re-imports torch and the student model.
-@pytest.mark.timeout(600)
-def test_three_kills_lose_and_duplicate_nothing(openai_url, monkeypatch):
+@pytest.mark.timeout(900)
+def test_three_kills_lose_and_duplicate_nothing(monkeypatch):
     backend = "postgresql" if os.environ.get("TEST_DATABASE_URL") else "sqlite"
     if backend == "postgresql":
         monkeypatch.setenv("CHAOS_DATABASE_URL", os.environ["TEST_DATABASE_URL"])
     settings = ChaosSettings(kills=3, stories=1, characters=1, emotional=1, neutral=1, import_stories=300,
                              import_batch=10, min_gap_s=0.3, max_gap_s=1.5, timeout_s=600, backend=backend)
-    figures = run_chaos(settings, openai_url)
+    figures = run_chaos(settings)
     assert figures["backend"] == backend
     assert (figures["kills"], figures["lost"], figures["duplicated"], figures["jobs_failed"]) == (3, 0, 0, 0), figures
     assert figures["export_identical"] is True, figures

@@ -62,6 +62,81 @@ def sqlite_admin(sqlite_database):
     return auth.authenticate("admin", "admin-pass-123")
 
 
+# First in this module: the run's estimate is compared with its spend, on an engine no other module's
+# run has used since test_llm (see the known issue in tests/test_pipeline_teacher_annotate.py).
+@pytest.mark.timeout(1800)  # two small runs and a describe job (about 5 minutes on 2 idle cores)
+def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
+    """One utterance call per character, both contextual variants linked to their parent, a third of the
+    utterances with a context, and the estimate before launch equal to what the run spends."""
+    admin = sqlite_admin
+    config = _paper_config(characters=2, emotional=3)
+    run_id = pipeline.create_run(admin, config, name="paper")
+    _run_worker()
+    with read_session() as session:
+        run = session.get(GenerationRun, run_id)
+        assert run.status == RunStatus.succeeded, run.stats
+        stats = dict(run.stats)
+        characters = session.scalar(select(func.count()).select_from(Character).where(Character.run_id == run_id))
+    assert 1 <= characters <= 2
+    assert stats["utterances"]["total"] == characters  # ONE utterance call per character
+    plain = _examples(run_id, ExampleKind.contextless)
+    # at most 3 + 1 per character (an answer that never validates stores nothing; repeats are removed)
+    assert plain and len(plain) + stats["utterances"]["near_duplicates_removed"] <= characters * 4
+    for example in plain:
+        if example.meta["slot"].startswith("e"):  # the teacher chose the emotion; nothing was steered
+            assert example.target_emotion is None and example.meta["teacher_emotion"]
+        else:
+            assert example.target_emotion == "neutral"
+    contextual = _examples(run_id, ExampleKind.contextual)
+    parents = {e.id: e for e in plain}
+    by_parent: dict[int, dict[str, Example]] = {}
+    for example in contextual:
+        by_parent.setdefault(example.parent_id, {})[example.meta["variant"]] = example
+    assert by_parent and set(by_parent) <= set(parents)
+    assert len(by_parent) <= round(len(plain) / 3) and stats["context"]["total"] == round(len(plain) / 3)
+    for parent_id, variants in by_parent.items():
+        parent = parents[parent_id]
+        original = variants["original"]
+        assert original.text == parent.text and original.context and original.raw_context
+        assert 0 <= original.meta["context_similarity"] <= 1.0001
+        if "rewritten" in variants:
+            rewritten = variants["rewritten"]
+            assert rewritten.context == original.context and rewritten.meta["original_utterance"] == parent.text
+            assert 0 <= rewritten.meta["utterance_overlap"] <= 1
+    assert any(len(v) == 2 for v in by_parent.values())
+    quality = stats["quality"]
+    assert quality["context_similarity"] is not None and quality["context_share"] == pytest.approx(
+        len(by_parent) / len(plain), abs=1e-3)
+    for stage in ("characters", "utterances", "labels", "context", "clean", "rewrite"):
+        assert stats[stage]["rejected"] >= stats[stage]["kept_with_reason"] >= 0
+        assert stats["spent"][stage]["calls"] >= stats["spent"][stage]["requests"]
+
+    # The teacher's free-text descriptors for generated examples, stored with their provenance.
+    from core.pipeline import annotate
+    from db.models import Descriptor
+
+    annotate.enqueue_annotation(admin, None, config.taxonomy_id, run_id=run_id, limit=3, steps=("describe",))
+    _run_worker()
+    with read_session() as session:
+        descriptors = session.scalars(select(Descriptor)).all()
+    assert {d.example_id for d in descriptors} <= {e.id for e in plain + contextual} and descriptors
+    assert all(d.agent == f"teacher:{teacher.model}" and d.llm_request_id and d.intensity for d in descriptors)
+
+    # The estimate before launch, from this run's measured ratios, matches what a repeat spends
+    # (greedy decoding: another seed gives the same answers, asked anew).
+    repeat = pipeline.RunConfig.from_dict({**config.as_dict(), "seed": 4})
+    estimate = pipeline.estimate_run(pipeline.prepare_config(repeat))
+    assert estimate.measured_runs == 1
+    repeat_id = pipeline.create_run(admin, repeat, name="paper again")
+    _run_worker()
+    with read_session() as session:
+        spent = dict(session.get(GenerationRun, repeat_id).stats)["spent"]
+    calls = sum(s["calls"] for s in spent.values())
+    tokens = sum(s["prompt_tokens"] + s["completion_tokens"] for s in spent.values())
+    assert abs(estimate.calls - calls) <= 0.05 * calls, (estimate, spent)
+    assert abs(estimate.tokens - tokens) <= 0.05 * tokens, (estimate, spent)
+
+
 def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenance(sqlite_admin, teacher):
     # SQLite only, to keep CI short: the stop/resume tests below run the whole pipeline on PostgreSQL too.
     admin = sqlite_admin
@@ -240,76 +315,3 @@ def test_a_running_run_stops_at_its_next_batch_and_resumes(database, admin, teac
     _run_worker()
     with read_session() as session:
         assert session.get(GenerationRun, run_id).status == RunStatus.succeeded
-
-
-@pytest.mark.timeout(1800)  # two small runs and a describe job (about 5 minutes on 2 idle cores)
-def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
-    """One utterance call per character, both contextual variants linked to their parent, a third of the
-    utterances with a context, and the estimate before launch equal to what the run spends."""
-    admin = sqlite_admin
-    config = _paper_config(characters=2, emotional=3)
-    run_id = pipeline.create_run(admin, config, name="paper")
-    _run_worker()
-    with read_session() as session:
-        run = session.get(GenerationRun, run_id)
-        assert run.status == RunStatus.succeeded, run.stats
-        stats = dict(run.stats)
-        characters = session.scalar(select(func.count()).select_from(Character).where(Character.run_id == run_id))
-    assert 1 <= characters <= 2
-    assert stats["utterances"]["total"] == characters  # ONE utterance call per character
-    plain = _examples(run_id, ExampleKind.contextless)
-    # at most 3 + 1 per character (an answer that never validates stores nothing; repeats are removed)
-    assert plain and len(plain) + stats["utterances"]["near_duplicates_removed"] <= characters * 4
-    for example in plain:
-        if example.meta["slot"].startswith("e"):  # the teacher chose the emotion; nothing was steered
-            assert example.target_emotion is None and example.meta["teacher_emotion"]
-        else:
-            assert example.target_emotion == "neutral"
-    contextual = _examples(run_id, ExampleKind.contextual)
-    parents = {e.id: e for e in plain}
-    by_parent: dict[int, dict[str, Example]] = {}
-    for example in contextual:
-        by_parent.setdefault(example.parent_id, {})[example.meta["variant"]] = example
-    assert by_parent and set(by_parent) <= set(parents)
-    assert len(by_parent) <= round(len(plain) / 3) and stats["context"]["total"] == round(len(plain) / 3)
-    for parent_id, variants in by_parent.items():
-        parent = parents[parent_id]
-        original = variants["original"]
-        assert original.text == parent.text and original.context and original.raw_context
-        assert 0 <= original.meta["context_similarity"] <= 1.0001
-        if "rewritten" in variants:
-            rewritten = variants["rewritten"]
-            assert rewritten.context == original.context and rewritten.meta["original_utterance"] == parent.text
-            assert 0 <= rewritten.meta["utterance_overlap"] <= 1
-    assert any(len(v) == 2 for v in by_parent.values())
-    quality = stats["quality"]
-    assert quality["context_similarity"] is not None and quality["context_share"] == pytest.approx(
-        len(by_parent) / len(plain), abs=1e-3)
-    for stage in ("characters", "utterances", "labels", "context", "clean", "rewrite"):
-        assert stats[stage]["rejected"] >= stats[stage]["kept_with_reason"] >= 0
-        assert stats["spent"][stage]["calls"] >= stats["spent"][stage]["requests"]
-
-    # The teacher's free-text descriptors for generated examples, stored with their provenance.
-    from core.pipeline import annotate
-    from db.models import Descriptor
-
-    annotate.enqueue_annotation(admin, None, config.taxonomy_id, run_id=run_id, limit=3, steps=("describe",))
-    _run_worker()
-    with read_session() as session:
-        descriptors = session.scalars(select(Descriptor)).all()
-    assert {d.example_id for d in descriptors} <= {e.id for e in plain + contextual} and descriptors
-    assert all(d.agent == f"teacher:{teacher.model}" and d.llm_request_id and d.intensity for d in descriptors)
-
-    # The estimate before launch, from this run's measured ratios, matches what a repeat spends
-    # (greedy decoding: another seed gives the same answers, asked anew).
-    repeat = pipeline.RunConfig.from_dict({**config.as_dict(), "seed": 4})
-    estimate = pipeline.estimate_run(pipeline.prepare_config(repeat))
-    assert estimate.measured_runs == 1
-    repeat_id = pipeline.create_run(admin, repeat, name="paper again")
-    _run_worker()
-    with read_session() as session:
-        spent = dict(session.get(GenerationRun, repeat_id).stats)["spent"]
-    calls = sum(s["calls"] for s in spent.values())
-    tokens = sum(s["prompt_tokens"] + s["completion_tokens"] for s in spent.values())
-    assert abs(estimate.calls - calls) <= 0.05 * calls, (estimate, spent)
-    assert abs(estimate.tokens - tokens) <= 0.05 * tokens, (estimate, spent)

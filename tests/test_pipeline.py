@@ -108,7 +108,11 @@ def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
     assert quality["context_similarity"] is not None and quality["context_share"] == pytest.approx(
         len(by_parent) / len(plain), abs=1e-3)
     for stage in ("characters", "utterances", "labels", "context", "clean", "rewrite"):
-        assert stats[stage]["rejected"] >= stats[stage]["kept_with_reason"] >= 0
+        # Answers rejected vs answers kept with their reason; the utterance stage counts what it keeps per
+        # utterance (one answer holds several), so its two counts are in different units.
+        if stage != "utterances":
+            assert stats[stage]["rejected"] >= stats[stage]["kept_with_reason"] >= 0
+        assert stats[stage]["rejected"] >= 0 and stats[stage]["kept_with_reason"] >= 0
         assert stats["spent"][stage]["calls"] >= stats["spent"][stage]["requests"]
 
     # The teacher's free-text descriptors for generated examples, stored with their provenance.

@@ -309,13 +309,13 @@ def test_a_version_reads_as_splits_with_contextual_examples_as_sentence_pairs(ad
     assert sum(data.counts().values()) == 6 and len(data.labels) == 28
     everything = data.all_splits()
     row = everything.texts.index("I did it!")
-    assert everything.contexts[row] == "Ann: She won the race."
+    assert everything.contexts[row] == "She won the race. A brave girl."  # context + character description
     assert {data.labels[j] for j in np.flatnonzero(everything.targets[row])} == {"joy", "pride"}
 
     tokenizer = AutoTokenizer.from_pretrained(C.default_base_model())
     encoded = C.Encoded(tokenizer, everything.texts, everything.contexts, 64)
     pair = tokenizer.decode(encoded.input_ids[row])
-    assert pair.startswith("[CLS] ann : she won the race. [SEP] i did it! [SEP]")
+    assert pair.startswith("[CLS] she won the race. a brave girl. [SEP] i did it! [SEP]")
     assert set(encoded.token_type_ids[row]) == {0, 1}
     other = 1 - row if row == 0 else 0
     assert set(encoded.token_type_ids[other]) == {0}

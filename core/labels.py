@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.auth import Actor, require_admin
@@ -94,20 +94,42 @@ def resolve_names(session: Session, taxonomy_id: int, names: Iterable[str]) -> d
     return resolved
 
 
-def add_suggestions(session: Session, example_id: int, taxonomy_id: int, scored: Sequence[ScoredName], *,
-                    agent: str, llm_request_id: int | None = None) -> int:
-    """Store one suggestion per distinct name (highest score wins); returns how many are OOT."""
+@dataclass(frozen=True)
+class Scored:
+    """One example's teacher answer to store: its names with scores, and the request they came from."""
+
+    example_id: int
+    names: Sequence[ScoredName]
+    llm_request_id: int | None = None
+
+
+def _best_scores(scored: Sequence[ScoredName]) -> dict[str, float]:
+    """normalised name -> its highest score, clipped to [0, 1]."""
     best: dict[str, float] = {}
     for item in scored:
         name = normalise_label(item.name)
         if name:
             best[name] = max(best.get(name, 0.0), min(1.0, max(0.0, float(item.score))))
-    resolved = resolve_names(session, taxonomy_id, best)
-    for name, score in best.items():
-        label_id, oot_name = resolved[name]
-        session.add(Suggestion(example_id=example_id, label_id=label_id, oot_name=oot_name, score=score,
-                               agent=agent, llm_request_id=llm_request_id))
-    return sum(1 for name in best if resolved[name][1] is not None)
+    return best
+
+
+def add_suggestions_many(session: Session, taxonomy_id: int, entries: Sequence[Scored], *, agent: str) -> int:
+    """Store one suggestion per distinct name of each entry (highest score wins), all names resolved and
+    all rows inserted together (a stage stores thousands); returns how many suggestions are OOT."""
+    best = [(entry, _best_scores(entry.names)) for entry in entries]
+    resolved = resolve_names(session, taxonomy_id, {name for _, scores in best for name in scores})
+    rows = [{"example_id": entry.example_id, "label_id": resolved[name][0], "oot_name": resolved[name][1],
+             "score": score, "agent": agent, "llm_request_id": entry.llm_request_id, "created_at": utcnow()}
+            for entry, scores in best for name, score in scores.items()]
+    if rows:
+        session.execute(insert(Suggestion), rows)
+    return sum(1 for row in rows if row["oot_name"] is not None)
+
+
+def add_suggestions(session: Session, example_id: int, taxonomy_id: int, scored: Sequence[ScoredName], *,
+                    agent: str, llm_request_id: int | None = None) -> int:
+    """Store one suggestion per distinct name (highest score wins); returns how many are OOT."""
+    return add_suggestions_many(session, taxonomy_id, [Scored(example_id, scored, llm_request_id)], agent=agent)
 
 
 def refresh_oot_counts(session: Session, taxonomy_id: int, names: Iterable[str] | None = None) -> None:

@@ -306,8 +306,9 @@ class LLMRequest(Base):
     stage: Mapped[str] = mapped_column(String(64), default="")
     engine: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(500))
-    # Compact: {"messages": [[role, [text id, ...]], ...], "sampling": {...}, "schema": text id}; the
-    # texts (paragraphs of the messages, the schema) live once each in `llm_texts` (core.llm.stored).
+    # Compact: {"messages": [[role, [text id, ...]], ...], "sampling": [temperature, top_p, max_tokens, seed,
+    # repetition_penalty], "schema": text id}; the texts (paragraphs of the messages, the schema) live once
+    # each in `llm_texts` (core.llm.stored).
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | ok | invalid | error
     raw_text: Mapped[Optional[str]] = mapped_column(Text)

@@ -295,6 +295,11 @@ with runs_tab:
                                     "OOT": ", ".join(r.oot), "expressiveness": r.expressiveness,
                                     "flags": ", ".join(r.flags), "provenance": r.provenance} for r in rows]),
                      hide_index=True)
+        if rows:
+            shown = st.selectbox("How an example was made (raw answer, prompt, sampling)", [r.id for r in rows],
+                                 key="gen_source", format_func=lambda i: f"#{i}")
+            with st.expander(f"Example #{shown}: the teacher's request and raw answer"):
+                st.json(runs.example_source(actor, shown))
 
 
 # --------------------------------------------------------------------------- compare

@@ -73,3 +73,36 @@ def test_the_jobs_page_lists_any_llm_jobs_unanswered_requests_with_their_prompt(
     table = at.dataframe[-2].value  # then the events
     assert list(table["reason"]) == ["HTTP 500 from the server: busy 0"]
     assert "The wheel stopped at noon." in table["prompt"][0]
+
+
+def test_an_answer_is_stored_once_and_its_parsed_value_reads_back_the_same(admin):
+    from core.llm.runner import cached_answers
+    from core.pipeline.steps.base import answers
+
+    engine = OpenAIEngine("http://127.0.0.1:9/v1", "m")  # names the rows only; never asked
+    plain, normalised, free = (labelling(t).with_key("openai", "m") for t in ("one", "two", "three"))
+    raw = '{"emotion": "joy", "confidence": 1}'
+    outcomes = [Outcome(plain, "ok", ChatResult(plain.key, raw), parsed={"emotion": "joy", "confidence": 1}),
+                # a validator that normalised the value (1 -> 1.0): kept, since the raw text would not give it
+                Outcome(normalised, "ok", ChatResult(normalised.key, raw), parsed={"emotion": "joy", "confidence": 1.0}),
+                Outcome(free, "ok", ChatResult(free.key, "just words"), parsed=None)]
+    with write_session() as session:
+        store(session, outcomes, engine, stage="labels", job_id=None, run_id=None)
+    with read_session() as session:
+        columns = dict(session.execute(select(LLMRequest.key, LLMRequest.parsed)).tuples().all())
+        found = answers(session, [plain, normalised])
+    assert columns == {plain.key: None, normalised.key: {"emotion": "joy", "confidence": 1.0}, free.key: None}
+    assert found[plain.key].parsed == {"emotion": "joy", "confidence": 1}
+    assert repr(found[normalised.key].parsed["confidence"]) == "1.0"
+    cached = cached_answers([plain.key, free.key])
+    assert cached[plain.key].parsed == {"emotion": "joy", "confidence": 1} and cached[free.key].parsed is None
+    assert cached[free.key].text == "just words"
+
+
+def test_a_stored_requests_sampling_reads_back_as_a_dict():
+    from core.llm.stored import compact_sampling, stored_sampling
+
+    sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=220, seed=7, repetition_penalty=1.03)
+    assert stored_sampling({"sampling": compact_sampling(sampling)}) == {
+        "temperature": 0.0, "top_p": 1.0, "max_tokens": 220, "seed": 7, "repetition_penalty": 1.03}
+    assert stored_sampling({"sampling": {"temperature": 0.5, "seed": 1}}) == {"temperature": 0.5, "seed": 1}  # older rows

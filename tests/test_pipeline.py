@@ -92,7 +92,7 @@ def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
     by_parent: dict[int, dict[str, Example]] = {}
     for example in contextual:
         by_parent.setdefault(example.parent_id, {})[example.meta["variant"]] = example
-    assert by_parent and set(by_parent) <= set(parents)
+    assert by_parent and set(by_parent) <= set(parents), {s: stats.get(s) for s in ("labels", "context", "clean", "rewrite")}
     assert len(by_parent) <= round(len(plain) / 3) and stats["context"]["total"] == round(len(plain) / 3)
     for parent_id, variants in by_parent.items():
         parent = parents[parent_id]
@@ -101,7 +101,7 @@ def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
         assert 0 <= original.meta["context_similarity"] <= 1.0001
         if "rewritten" in variants:
             rewritten = variants["rewritten"]
-            assert rewritten.context == original.context and rewritten.meta["original_utterance"] == parent.text
+            assert rewritten.context == original.context and rewritten.parent_id == parent.id
             assert 0 <= rewritten.meta["utterance_overlap"] <= 1
     assert any(len(v) == 2 for v in by_parent.values())
     quality = stats["quality"]
@@ -161,10 +161,12 @@ def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenan
     # every utterance was asked for; repeats of one character were removed, not stored
     assert len(plain) + stats["utterances"]["near_duplicates_removed"] <= characters * 3
     for example in plain:
-        steps.get("targeted_utterances").output(None).model_validate_json(example.raw_output)  # kept and valid
+        source = runs.example_source(admin, example.id)  # the raw answer, model and sampling: its LLM request's
+        steps.get("targeted_utterances").output(None).model_validate_json(source["raw_output"])  # kept and valid
         assert example.meta["slot"] and example.target_emotion and example.llm_request_id
-        assert example.meta["templates"]["targeted_utterances"] == versions["targeted_utterances"]["version"]
-        assert example.meta["model"] == teacher.model and example.meta["sampling"]["seed"] == example.meta["seed"]
+        assert source["templates"]["targeted_utterances"] == versions["targeted_utterances"]["version"]
+        assert source["model"] == teacher.model and source["sampling"]["seed"] == example.meta["seed"]
+        assert source["messages"][-1]["role"] == "user"
         assert example.expressiveness is not None and 0 <= example.expressiveness <= 1
     parents = {e.id: e for e in plain}
     for example in contextual:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from core.jobs import JobContext
 from core.llm.engines import Engine, Inbox, Progress, Submission
-from core.llm.stored import compact_requests, full_messages
+from core.llm.stored import compact_requests, full_messages, parsed_to_store, stored_answer
 from core.llm.structured import parse_answer
 from core.llm.types import ChatRequest, ChatResult
 from db.models import LLMRequest, utcnow
@@ -189,7 +189,8 @@ def store(session: Session, outcomes: Sequence[Outcome], engine: Engine, *, stag
     now = utcnow()
     rows = [{
         "key": o.request.key, "engine": engine.name, "model": engine.model, "stage": stage, "job_id": job_id,
-        "run_id": run_id, "status": o.status, "raw_text": o.result.text, "parsed": o.parsed, "error": o.reason,
+        "run_id": run_id, "status": o.status, "raw_text": o.result.text,
+        "parsed": parsed_to_store(o.parsed, o.result.text), "error": o.reason,
         "attempts": o.attempts, "prompt_tokens": o.result.prompt_tokens, "completion_tokens": o.completion_tokens,
         "finish_reason": o.result.finish_reason, "completed_at": now, "created_at": now, "request": request,
     } for o, request in zip(outcomes, compact)]
@@ -332,7 +333,9 @@ def cached_answers(keys: Sequence[str]) -> dict[str, CachedAnswer]:
     with read_session() as session:
         for start in range(0, len(keys), 500):
             for row in session.scalars(select(LLMRequest).where(LLMRequest.key.in_(list(keys[start:start + 500])))):
-                answers[row.key] = CachedAnswer(row.key, row.status, row.raw_text, row.parsed, row.error, row.attempts)
+                answers[row.key] = CachedAnswer(row.key, row.status, row.raw_text,
+                                                stored_answer(row.parsed, row.raw_text, row.status), row.error,
+                                                row.attempts)
     return answers
 
 

@@ -7,6 +7,9 @@ keeps only those ids and the sampling. A part is a line, except that a long para
 label definitions) stays whole: a template's short lines that hold a variable then cost their own
 line only, and a list costs one id. The cache key still hashes the full messages
 (core.llm.types.request_key), so what is stored never changes what is asked.
+
+An answer's parsed value is stored only where it differs from its raw JSON text (a validator that
+normalised it); otherwise the raw text alone holds it, and `stored_answer` reads it back.
 """
 
 from __future__ import annotations
@@ -84,16 +87,30 @@ def text_ids(session: Session, texts: Iterable[str]) -> dict[str, int]:
 
 
 def compact_requests(session: Session, requests: Sequence[ChatRequest]) -> list[dict[str, Any]]:
-    """Each request as {"messages": [[role, [text id...]]...], "sampling": {...}, "schema": id}."""
+    """Each request as {"messages": [[role, [text id...]]...], "sampling": [...], "schema": id}."""
     ids = text_ids(session, (text for request in requests for text in _texts_of(request)))
     compact = []
     for request in requests:
         messages = [[message.get("role", "user"),
                      [ids[text_hash(part)] for part in parts(str(message.get("content", "")))]]
                     for message in request.messages]
-        compact.append({"messages": messages, "sampling": request.sampling.as_dict(),
+        compact.append({"messages": messages, "sampling": compact_sampling(request.sampling),
                         "schema": ids[text_hash(_schema_text(request.schema))] if request.schema else None})
     return compact
+
+
+SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "seed", "repetition_penalty")
+
+
+def compact_sampling(sampling) -> list:
+    """A request's sampling as a list in SAMPLING_FIELDS order (every request row carries one)."""
+    return [getattr(sampling, name) for name in SAMPLING_FIELDS]
+
+
+def stored_sampling(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The sampling of a stored request as a dict (a list since compaction, a dict before)."""
+    sampling = (stored or {}).get("sampling") or {}
+    return dict(zip(SAMPLING_FIELDS, sampling)) if isinstance(sampling, list) else dict(sampling)
 
 
 def full_messages(session: Session, stored: Sequence[dict[str, Any]]) -> list[list[dict[str, str]]]:
@@ -116,3 +133,28 @@ def full_messages(session: Session, stored: Sequence[dict[str, Any]]) -> list[li
                 messages.append(dict(message))
         result.append(messages)
     return result
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def parsed_to_store(parsed: Any, raw_text: str | None) -> Any:
+    """What the `parsed` column keeps: None when the raw text parses to the same value (most answers)."""
+    if parsed is None or raw_text is None:
+        return parsed
+    try:
+        same = _canonical(json.loads(raw_text)) == _canonical(parsed)
+    except ValueError:
+        same = False
+    return None if same else parsed
+
+
+def stored_answer(parsed: Any, raw_text: str | None, status: str) -> Any:
+    """An answered request's parsed value, from the column or else from its raw JSON text."""
+    if parsed is not None or status != "ok" or raw_text is None:
+        return parsed
+    try:
+        return json.loads(raw_text)
+    except ValueError:  # a free-text answer (no schema asked): it has no parsed value
+        return None

@@ -42,6 +42,7 @@ def _stemmer() -> SnowballStemmer:
     return SnowballStemmer("english")
 
 
+@lru_cache(maxsize=100_000)  # a run's texts share most of their words: stem each once
 def stem(word: str) -> str:
     return _stemmer().stem(word.lower().strip("'"))
 
@@ -59,8 +60,14 @@ class EmotionWords:
         for synonym, label in (synonyms or {}).items():
             if label in self.stems:
                 self.stems[label].update(stem(part) for part in synonym.split())
+        self._labels_of: dict[str, str | None] = {}
 
     def _label_of(self, word_stem: str) -> str | None:
+        if word_stem not in self._labels_of:
+            self._labels_of[word_stem] = self._match(word_stem)
+        return self._labels_of[word_stem]
+
+    def _match(self, word_stem: str) -> str | None:
         for label, stems in self.stems.items():
             for known in stems:
                 if word_stem == known:

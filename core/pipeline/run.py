@@ -275,6 +275,7 @@ def execute(ctx: jobs.JobContext, run_id: int, engine: Engine) -> dict[str, Any]
             _record(session, run_id, step.stage, {**outcome.report.as_dict(), **outcome.figures(), **produced})
             ctx.advance(session, 0, note=f"Stage {number}/{len(names)} {step.stage}: "
                                          + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in produced.items()))
+        sctx.vectors.clear()  # a step's embeddings serve its own store only
         ctx.log(f"stage {step.stage}: {outcome.report.as_dict()} in {time.monotonic() - started:.1f} s")
         _fail_if_nothing_answered(step.stage, outcome.report)
     with ctx.batch() as session:

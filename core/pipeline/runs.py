@@ -13,7 +13,7 @@ from core import labels as label_store
 from core.auth import Actor, require_admin
 from core.pipeline import steps as registry
 from core.pipeline.plan import RunConfig
-from db.models import Character, Example, ExampleKind, GenerationRun, Job, Label, Suggestion, User
+from db.models import Character, Example, ExampleKind, GenerationRun, Job, Label, LLMRequest, Suggestion, User
 from db.session import read_session
 
 
@@ -179,25 +179,55 @@ def run_examples(actor: Actor | None, run_id: int, kind: str | None = None, offs
                             Suggestion.score >= label_store.threshold()).exists())
     with read_session() as session:
         total = session.scalar(select(func.count()).select_from(Example).where(*where))
-        rows = session.execute(select(Example, Character.name).outerjoin(Character, Character.id == Example.character_id)
+        rows = session.execute(select(Example, Character.name, LLMRequest.model)
+                               .outerjoin(Character, Character.id == Example.character_id)
+                               .outerjoin(LLMRequest, LLMRequest.id == Example.llm_request_id)
                                .where(*where).order_by(Example.id).offset(offset).limit(limit)).tuples().all()
-    ids = [example.id for example, _ in rows]
+        run = session.get(GenerationRun, run_id)
+        versions = {stage: v.get("version") for stage, v in ((run.template_versions if run else None) or {}).items()}
+    ids = [example.id for example, _, _ in rows]
     scores = label_store.teacher_scores(ids)
     oot = label_store.oot_names(ids)
     cut = label_store.threshold()
     return [ExampleRow(e.id, e.kind.value, name or "", e.target_emotion, e.text, e.context,
                        label_store.labels_from_scores(scores.get(e.id, {}), cut), scores.get(e.id, {}),
                        [f"{n} ({a})" for n, a in oot.get(e.id, [])], e.expressiveness, (e.meta or {}).get("flags", []),
-                       _provenance(e))
-            for e, name in rows], total
+                       _provenance(e, model, versions))
+            for e, name, model in rows], total
 
 
-def _provenance(example: Example) -> str:
+def _provenance(example: Example, model: str | None, run_versions: dict[str, int]) -> str:
+    """Story, model, seed and template versions (the row's own meta for rows stored before they moved to
+    the LLM request and the run)."""
     meta = example.meta or {}
-    versions = ", ".join(f"{stage} v{v}" for stage, v in sorted((meta.get("templates") or {}).items()))
-    return (f"story {example.story_id} · {meta.get('model', '?')} · seed {meta.get('seed', '?')} · {versions}"
+    versions = ", ".join(f"{stage} v{v}" for stage, v in sorted((meta.get("templates") or run_versions).items()))
+    return (f"story {example.story_id} · {meta.get('model') or model or '?'} · seed {meta.get('seed', '?')} · {versions}"
             + (f" · {meta.get('variant', 'rewritten')} utterance + context, from #{example.parent_id}"
                if example.parent_id else ""))
+
+
+def example_source(example_id: int) -> dict[str, Any]:
+    """Where a generated example came from: the teacher's raw answer, engine, model and sampling (its LLM
+    request's) and the template versions (its run's). Rows keep only what is their own, these once."""
+    from core.llm.stored import full_messages, stored_sampling
+
+    with read_session() as session:
+        example = session.get(Example, example_id)
+        if example is None:
+            raise ValueError(f"No example with id {example_id}.")
+        request = session.get(LLMRequest, example.llm_request_id) if example.llm_request_id else None
+        run = session.get(GenerationRun, example.run_id) if example.run_id else None
+        meta = example.meta or {}
+        return {
+            "raw_output": request.raw_text if request else example.raw_output,
+            "engine": request.engine if request else meta.get("engine"),
+            "model": request.model if request else meta.get("model"),
+            "sampling": stored_sampling(request.request) if request else meta.get("sampling"),
+            "messages": full_messages(session, [request.request])[0] if request else [],
+            "templates": meta.get("templates") or {stage: v.get("version")
+                                                  for stage, v in ((run.template_versions if run else None) or {}).items()},
+            "seed": meta.get("seed"),
+        }
 
 
 # --------------------------------------------------------------------------- comparing runs

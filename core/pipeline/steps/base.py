@@ -8,13 +8,18 @@ make (for the estimate before launch). The registry (`core.pipeline.steps`) list
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.llm.stored import stored_answer
 from core.llm.structured import bounded_schema
 from core.llm.types import ChatRequest, Sampling
 from db.models import LLMRequest
@@ -68,6 +73,25 @@ class StepContext:
     engine: Any
     sampling: Sampling
     seed: int = 0
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # step name -> bounded schema
+    vectors: dict[str, Any] = field(default_factory=dict, repr=False)  # text -> its sentence embedding (one step's)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings of `texts`, encoding in one pass only those this step has not seen yet."""
+        from core import embeddings
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        if missing:
+            self.vectors.update(zip(missing, embeddings.embed(missing, batch_size=256)))
+        if not len(texts):
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self.vectors[t] for t in texts])
+
+    def schema_of(self, step: "Step") -> dict[str, Any]:
+        """The step's output schema for this run, built once (a stage asks thousands of requests with it)."""
+        if step.name not in self.schemas:
+            self.schemas[step.name] = bounded_schema(step.output(self))
+        return self.schemas[step.name]
 
     @property
     def agent(self) -> str:
@@ -80,13 +104,6 @@ class StepContext:
     @property
     def label_names(self) -> list[str]:
         return [name for name, _ in self.labels]
-
-    def template_meta(self, *stages: str) -> dict[str, int]:
-        return {stage: self.templates[stage].version for stage in stages if stage in self.templates}
-
-    def engine_meta(self, request: ChatRequest) -> dict[str, Any]:
-        """Which engine and sampling wrote an example (the LLM request row holds the full prompt)."""
-        return {"engine": self.engine.name, "model": self.engine.model, "sampling": request.sampling.as_dict()}
 
 
 def label_lines(labels: list[tuple[str, str]]) -> str:
@@ -136,7 +153,7 @@ class Step:
 
         sampling = Sampling(ctx.sampling.temperature, ctx.sampling.top_p, self.max_tokens(ctx),
                             request_seed(ctx.seed, self.stage or self.name, *seed_parts), ctx.sampling.repetition_penalty)
-        return ChatRequest(messages, sampling, bounded_schema(self.output(ctx))).with_key(ctx.engine.name,
+        return ChatRequest(messages, sampling, ctx.schema_of(self)).with_key(ctx.engine.name,
                                                                                            ctx.engine.model)
 
     def render(self, ctx: StepContext, **values: object) -> tuple[dict[str, str], ...]:
@@ -151,7 +168,7 @@ def answers(session: Session, requests: list[ChatRequest]) -> dict[str, Answer]:
         rows = session.execute(select(LLMRequest.key, LLMRequest.id, LLMRequest.parsed, LLMRequest.raw_text)
                                .where(LLMRequest.key.in_(keys[start:start + 500]), LLMRequest.status == "ok"))
         for key, request_id, parsed, raw_text in rows.tuples():
-            found[key] = Answer(request_id, parsed or {}, raw_text or "")
+            found[key] = Answer(request_id, stored_answer(parsed, raw_text, "ok") or {}, raw_text or "")
     return found
 
 
@@ -177,16 +194,21 @@ def _plain(text: str) -> str:
     return " ".join(words(text)).casefold()
 
 
+@lru_cache(maxsize=64)
+def _plain_labels(labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, str], ...]:
+    """(name, plain name, plain definition) per label: a stage checks thousands of answers against one list."""
+    return tuple((name, _plain(name), _plain(description)) for name, description in labels)
+
+
 def sentence_problem(text: str, labels: list[tuple[str, str]], what: str = "utterance",
                      min_words: int = MIN_SENTENCE_WORDS) -> str | None:
     """Why `text` is no sentence of a few words, or echoes a label name or definition from the prompt."""
     plain = _plain(text)
     if len(plain.split()) < min_words:
         return f"{what} {text!r} is not a sentence of at least {min_words} words"
-    for name, description in labels:
-        if plain == _plain(name):
+    for name, plain_name, definition in _plain_labels(tuple(map(tuple, labels))):
+        if plain == plain_name:
             return f"{what} {text!r} is a label name"
-        definition = _plain(description)
         if definition and len(definition) >= 12 and (definition in plain or plain in definition):
             return f"{what} {text!r} copies the definition of {name}"
     return None

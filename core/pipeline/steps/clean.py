@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from core import labels as label_store
 from core import embeddings
@@ -15,9 +15,9 @@ from db.models import Example, ExampleKind, Label, Suggestion
 ORIGINAL, REWRITTEN = "original", "rewritten"  # the two contextual variants (meta["variant"])
 
 
-def variant_of(example: Example) -> str:
-    """Contextual examples made before both variants existed are the rewritten one."""
-    return (example.meta or {}).get("variant", REWRITTEN)
+def variant_of(meta: dict | None) -> str:
+    """A contextual example's variant (those made before both variants existed are the rewritten one)."""
+    return (meta or {}).get("variant", REWRITTEN)
 
 
 def similarity(a: list[str], b: list[str]) -> list[float]:
@@ -58,13 +58,15 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
     extra meta). Flags say where a word still names the parent's own emotion.
     """
     parents = [c[0].id for c in chains]
-    done = {(p, variant_of(e)) for p, e in session.execute(select(Example.parent_id, Example).where(
-        Example.run_id == ctx.run_id, Example.kind == ExampleKind.contextual)).tuples()}
+    done = {(p, variant_of(meta)) for p, meta in session.execute(
+        select(Example.parent_id, Example.meta).where(Example.run_id == ctx.run_id,
+                                                      Example.kind == ExampleKind.contextual)).tuples()}
     words = EmotionWords(ctx.label_names, ctx.synonyms)
     suggestions = _suggestions_by_example(session, parents)
     names = dict(session.execute(select(Label.id, Label.name).where(Label.taxonomy_id == ctx.taxonomy_id)).tuples().all())
     cut = label_store.threshold()
-    added = flagged = 0
+    flagged = 0
+    made: list[tuple[Example, int]] = []
     for parent, character, raw, clean, text, final, extra in chains:
         if (parent.id, variant) in done:
             continue
@@ -82,28 +84,28 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
             flags.append("utterance_repeats_context")
         flags += [f"gate: {reason}" for reason in (final.rejected if final else [])]
         flags += [f for f in (parent.meta or {}).get("flags", []) if f.startswith("gate:")]
-        example = Example(
+        # The original utterance is the parent's text, the raw answer the linked LLM request's, the engine,
+        # model, sampling and template versions the run's: the row keeps only what is its own.
+        made.append((Example(
             kind=ExampleKind.contextual, text=text, context=context,
             raw_context=" ".join(raw.answer.parsed["context"].split()), character_id=character.id,
             passage_id=parent.passage_id, story_id=parent.story_id, run_id=ctx.run_id, stage=step.stage,
             parent_id=parent.id, taxonomy_id=ctx.taxonomy_id, template_id=ctx.templates[step.template_stage].id,
-            llm_request_id=(final or clean).answer.request_id, raw_output=(final or clean).answer.raw_text,
+            llm_request_id=(final or clean).answer.request_id,
             target_emotion=parent.target_emotion, expressiveness=parent.expressiveness,
             meta={"slot": (parent.meta or {}).get("slot"), "variant": variant, "flags": flags,
                   "teacher_emotion": (parent.meta or {}).get("teacher_emotion"),
-                  "original_utterance": parent.text, **ctx.engine_meta(clean_request(clean, final)),
-                  "emotion_words": {"context": in_context, "utterance": in_text}, **extra,
-                  "templates": {**(parent.meta or {}).get("templates", {}),
-                                **ctx.template_meta("context", "clean", *(["rewrite"] if final else []))}},
-        )
-        session.add(example)
-        session.flush()
-        for suggestion in suggestions[parent.id]:
-            session.add(Suggestion(example_id=example.id, label_id=suggestion.label_id, oot_name=suggestion.oot_name,
-                                   score=suggestion.score, agent=suggestion.agent,
-                                   llm_request_id=suggestion.llm_request_id))
-        added += 1
-    return added, flagged
+                  "seed": clean_request(clean, final).sampling.seed,
+                  "emotion_words": {"context": in_context, "utterance": in_text}, **extra},
+        ), parent.id))
+    session.add_all([example for example, _ in made])
+    session.flush()  # one batched INSERT ... RETURNING for the ids
+    rows = [{"example_id": example.id, "label_id": s.label_id, "oot_name": s.oot_name, "score": s.score,
+             "agent": s.agent, "llm_request_id": s.llm_request_id, "created_at": s.created_at}
+            for example, parent_id in made for s in suggestions[parent_id]]
+    if rows:
+        session.execute(insert(Suggestion), rows)
+    return len(made), flagged
 
 
 def clean_request(clean, final):

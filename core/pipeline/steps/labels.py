@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, create_model
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core import labels as label_store
 from core.pipeline.steps.base import NAME_PATTERN, Item, Step, Strict, character_names, names_a_character
@@ -75,31 +75,30 @@ class LabelsStep(Step):
 
     def store(self, ctx, session, items) -> dict[str, int]:
         """Soft labels and expressiveness for each answered example (a character's name is never a label)."""
-        labelled = oot = 0
         ids = [item.subject[0].id for item in items if item.kept is not None]
         pending = set()
         for start in range(0, len(ids), 500):
             pending.update(session.scalars(select(Example.id).where(Example.id.in_(ids[start:start + 500]),
                                                                     Example.expressiveness.is_(None))))
-        for item in items:
-            example, characters = item.subject
-            if item.kept is None or example.id not in pending:
-                continue
-            answer = item.kept.answer
-            scored = [label_store.ScoredName(e["name"], e["score"]) for e in answer.parsed.get("emotions", [])
-                      if not names_a_character(e["name"], characters)]
-            oot += label_store.add_suggestions(session, example.id, ctx.taxonomy_id, scored, agent=ctx.agent,
-                                               llm_request_id=answer.request_id)
-            row = session.get(Example, example.id)
-            row.expressiveness = float(answer.parsed.get("expressiveness", 0.0))
-            meta = dict(row.meta or {})
+        fresh = [item for item in items if item.kept is not None and item.subject[0].id in pending]
+        scored = [label_store.Scored(item.subject[0].id,
+                                     [label_store.ScoredName(e["name"], e["score"])
+                                      for e in item.kept.answer.parsed.get("emotions", [])
+                                      if not names_a_character(e["name"], item.subject[1])],
+                                     item.kept.answer.request_id) for item in fresh]
+        oot = label_store.add_suggestions_many(session, ctx.taxonomy_id, scored, agent=ctx.agent)
+        # One executemany by primary key; the meta is rewritten only where the gates flagged the answer.
+        session.execute(update(Example), [{"id": item.subject[0].id,
+                                           "expressiveness": float(item.kept.answer.parsed.get("expressiveness", 0.0))}
+                                          for item in fresh])
+        for item in fresh:
             if item.kept.rejected:
-                meta["flags"] = [*meta.get("flags", []), *("gate: " + r for r in item.kept.rejected)]
-            row.meta = {**meta, "templates": {**meta.get("templates", {}), **ctx.template_meta("labels")}}
-            labelled += 1
+                row = session.get(Example, item.subject[0].id)
+                meta = dict(row.meta or {})
+                row.meta = {**meta, "flags": [*meta.get("flags", []), *("gate: " + r for r in item.kept.rejected)]}
         session.flush()
         label_store.refresh_oot_counts(session, ctx.taxonomy_id)
-        return {"examples_labelled": labelled, "oot_names": oot}
+        return {"examples_labelled": len(fresh), "oot_names": oot}
 
     def planned_calls(self, plan) -> tuple[int, float]:
         size = plan.template_chars.get(self.name, 0) + len(plan.label_lines) + plan.utterance_chars + plan.description_chars

@@ -45,8 +45,15 @@ class RewriteStep(Step):
         return [why] if why else []
 
     def prepare(self, ctx, items) -> None:
-        measure_contexts([item for item in items if item.kept is not None], lambda item: item.subject.subject,
-                         lambda item: item.subject)
+        """Both variants share the raw and cleaned context: the clean step measured it already."""
+        unmeasured = []
+        for item in (item for item in items if item.kept is not None):
+            known = (item.subject.measures or {}).get("context_similarity")
+            if known is None:
+                unmeasured.append(item)
+            else:
+                item.measures = {**(item.measures or {}), "context_similarity": known}
+        measure_contexts(unmeasured, lambda item: item.subject.subject, lambda item: item.subject)
 
     def store(self, ctx, session, items) -> dict[str, int]:
         answered = [item for item in items if item.kept is not None]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from core.pipeline.steps.base import NEUTRAL, NEUTRAL_DESCRIPTION, Item, Step, Strict, sentence_problem
-from core.pipeline.steps.utterances import UTTERANCE_CHARS, run_characters, store_contextless
+from core.pipeline.steps.utterances import UTTERANCE_CHARS, prepare_dedup, run_characters, store_contextless
 from db.models import Character, Story
 
 
@@ -69,6 +69,9 @@ class TargetedUtterancesStep(Step):
         why = sentence_problem(parsed.get("utterance", ""), ctx.labels)
         return [why] if why else []
 
+    def prepare(self, ctx, items) -> None:
+        prepare_dedup(ctx, [item.kept.answer.parsed["utterance"] for item in items if item.kept is not None])
+
     def store(self, ctx, session, items) -> dict[str, int]:
         fresh = []
         kept_with_reason = 0
@@ -76,10 +79,8 @@ class TargetedUtterancesStep(Step):
             if item.kept is None:
                 continue
             slot, answer = item.subject, item.kept.answer
-            meta = {"seed": item.request.sampling.seed, **ctx.engine_meta(item.request),
-                    "templates": ctx.template_meta("characters", self.name), "attempts": item.kept.attempts,
-                    "_columns": {"template_id": ctx.templates[self.name].id, "llm_request_id": answer.request_id,
-                                 "raw_output": answer.raw_text}}
+            meta = {"seed": item.request.sampling.seed, "attempts": item.kept.attempts,
+                    "_columns": {"template_id": ctx.templates[self.name].id, "llm_request_id": answer.request_id}}
             if item.kept.rejected:
                 meta["flags"] = ["gate: " + r for r in item.kept.rejected]
                 kept_with_reason += 1

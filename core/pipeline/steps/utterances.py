@@ -29,6 +29,12 @@ def run_characters(session, ctx) -> list[tuple[Character, Story, str]]:
     return [(character, story, windows.get(character.passage_id, "")) for character, story in rows]
 
 
+def prepare_dedup(ctx, texts: list[str]) -> None:
+    """Encode a stage's new utterances before its write transaction (the near-duplicate check reads them)."""
+    ctx.vectors.clear()
+    ctx.embed([" ".join(text.split()) for text in texts])
+
+
 def store_contextless(ctx, session, fresh: list[tuple[Character, str, str, str | None, dict]]) -> tuple[int, int]:
     """Context-less examples (character, slot, text, target, meta), minus a character's near-repeats."""
     existing: dict[int, dict[str, str]] = defaultdict(dict)
@@ -44,13 +50,14 @@ def store_contextless(ctx, session, fresh: list[tuple[Character, str, str, str |
     for character_id, entries in by_character.items():
         kept = list(existing[character_id].values())
         texts = kept + [" ".join(text.split()) for _, _, text, _, _ in entries]
-        repeats = dedup.near_duplicates(texts, keep_first=len(kept), similarity=ctx.config.dedup_similarity)
+        repeats = dedup.near_duplicates(texts, keep_first=len(kept), similarity=ctx.config.dedup_similarity,
+                                        embed=ctx.embed)
         for index, (character, slot, _, target, meta) in enumerate(entries, start=len(kept)):
             if index in repeats:
                 removed += 1
                 continue
             meta = dict(meta)
-            columns = meta.pop("_columns")  # template, request and raw answer: Example columns, not meta
+            columns = meta.pop("_columns")  # template and request: Example columns, not meta
             session.add(Example(kind=ExampleKind.contextless, text=texts[index], character_id=character_id,
                                 passage_id=character.passage_id, story_id=character.story_id, run_id=ctx.run_id,
                                 stage="utterances", taxonomy_id=ctx.taxonomy_id, target_emotion=target,
@@ -119,6 +126,11 @@ class UtterancesStep(Step):
     def gates(self, ctx, item, parsed) -> list[str]:
         return list(self._problems(ctx, {item.subject[0].name.casefold()}, parsed).values())
 
+    def prepare(self, ctx, items) -> None:
+        prepare_dedup(ctx, [text for item in items if item.kept is not None
+                            for text in [*(e["utterance"] for e in item.kept.answer.parsed.get("emotional", [])),
+                                         *item.kept.answer.parsed.get("neutral", [])]])
+
     def store(self, ctx, session, items) -> dict[str, int]:
         fresh = []
         kept_with_reason = 0
@@ -128,10 +140,9 @@ class UtterancesStep(Step):
             character, _ = item.subject
             answer = item.kept.answer
             problems = self._problems(ctx, {character.name.casefold()}, answer.parsed)
-            base = {**ctx.engine_meta(item.request), "seed": item.request.sampling.seed,
-                    "templates": ctx.template_meta("characters", "utterances"), "attempts": item.kept.attempts}
-            columns = {"template_id": ctx.templates["utterances"].id, "llm_request_id": answer.request_id,
-                       "raw_output": answer.raw_text}
+            # Engine, model, sampling and template versions are the run's, the raw answer the linked request's.
+            base = {"seed": item.request.sampling.seed, "attempts": item.kept.attempts}
+            columns = {"template_id": ctx.templates["utterances"].id, "llm_request_id": answer.request_id}
             slots = [(f"e{j}", e["utterance"], None, {"teacher_emotion": e["emotion"]})
                      for j, e in enumerate(answer.parsed.get("emotional", []))]
             slots += [(f"n{j}", text, NEUTRAL, {}) for j, text in enumerate(answer.parsed.get("neutral", []))]

@@ -76,6 +76,9 @@ def test_contexts_go_to_each_emotion_in_proportion():
     counts = quotas({"a": 2, "b": 2, "c": 2, "d": 1}, 1 / 3)
     assert sum(counts.values()) == round(7 / 3) and all(v <= 1 for v in counts.values())
     assert quotas({"a": 5}, 1.0) == {"a": 5}
+    # a small run that asked for contexts gets at least one (the plan counts the same)
+    assert quotas({"a": 1}, 1 / 3) == {"a": 1} and quotas({"a": 1, "b": 1}, 0.2) in ({"a": 1, "b": 0}, {"a": 0, "b": 1})
+    assert quotas({}, 1 / 3) == {}
 
 
 def test_story_windows_group_consecutive_passages():

@@ -117,6 +117,12 @@ class RunConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def contexts_for(share: float, contextless: float) -> int:
+    """How many context-less examples get a context: the share, rounded, and at least one when there is one
+    (a small run asked for contexts should show some)."""
+    return max(1 if contextless >= 1 else 0, round(share * contextless))
+
+
 def request_seed(run_seed: int, *parts: object) -> int:
     """A per-request seed from the run's seed and what the request is about (stable across runs)."""
     digest = hashlib.sha256("|".join(map(str, (run_seed, *parts))).encode()).digest()
@@ -243,7 +249,7 @@ def build_plan(config: RunConfig, templates: dict[str, Any], label_lines: str,
     stories = len(by_story)
     characters = stories * min(config.max_characters, history.characters_per_story or config.max_characters)
     contextless = characters * (history.contextless_per_character or (config.emotional + config.neutral))
-    return Plan(config, windows, stories, len(rows), characters, contextless, round(config.context_share * contextless),
+    return Plan(config, windows, stories, len(rows), characters, contextless, contexts_for(config.context_share, contextless),
                 label_lines, {stage: len(t.system_prompt) + len(t.user_prompt) for stage, t in templates.items()},
                 **history.typical_lengths)
 

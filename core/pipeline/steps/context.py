@@ -22,8 +22,10 @@ class Context(Strict):
 
 
 def quotas(sizes: dict[str, int], share: float) -> dict[str, int]:
-    """Per group, its share of `round(share * total)` by largest remainder (every group in proportion)."""
-    total = round(share * sum(sizes.values()))
+    """Per group, its part of `contexts_for(share, total)` by largest remainder (every group in proportion)."""
+    from core.pipeline.plan import contexts_for
+
+    total = contexts_for(share, sum(sizes.values()))
     exact = {group: share * size for group, size in sizes.items()}
     counts = {group: int(value) for group, value in exact.items()}
     for group in sorted(exact, key=lambda g: (counts[g] - exact[g], g))[:total - sum(counts.values())]:

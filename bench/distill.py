@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="", help="teacher model folder (vllm) or served model name (openai)")
     parser.add_argument("--api-key", default=os.environ.get("EMOFORGE_TEACHER_API_KEY", ""))
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--attempts", type=int, default=3,
+                        help="answers asked per text at most (re-asks on schema or gate failures); 3 as the describe "
+                             "job's validation_attempts, 1 for no re-ask")
     parser.add_argument("--data-dir", default=None, help="folder with goemotions/, emotion_dairai/, semeval2018_ec/")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = unlabelled_texts(base / "goemotions" / "train.tsv", args.texts, args.seed)
     engine = make_engine(args)
     print(f"teacher {engine.name}:{engine.model} describes {len(texts):,} unlabelled texts", flush=True)
-    phrases, calls = describe(engine, texts, args.seed)
+    phrases, calls = describe(engine, texts, args.seed, max(1, args.attempts))
     engine.close()
     examples = [C.TrainExample(t, (), descriptors=p) for t, p in zip(texts, phrases) if p]
     sample = next((f"{t[:60]!r} -> {'; '.join(p)}" for t, p in zip(texts, phrases) if p), "none")
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     print(f"minutes: {(time.monotonic() - started) / 60:.1f}", flush=True)
     print(json.dumps({
-        "bench": "distill", "teacher": f"{engine.name}:{engine.model}", "texts": len(texts),
+        "bench": "distill", "teacher": f"{engine.name}:{engine.model}", "texts": len(texts), "attempts": max(1, args.attempts),
         "described": len(examples), "steps": result.steps, **calls,
         "emotion6_macro_f1": round(figures[("model", "emotion6")], 4),
         "emotion6_baseline_macro_f1": round(figures[("baseline", "emotion6")], 4),

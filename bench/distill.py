@@ -1,5 +1,11 @@
-"""The contrastive-distillation path end to end: `python -m bench.distill` (about 30 minutes on 2 CPU cores with the
-bundled teacher; far less with a bigger teacher on a GPU server).
+"""The contrastive-distillation path end to end: `python -m bench.distill`.
+
+Measured (2026-12-02, 2 CPU cores shared with other jobs, load average 4-14): `--texts 2400 --attempts 1` took 36 min
+wall, 29 min of it the bundled teacher (2,400 calls, about 210 output tokens/s), 6 min of training (213 steps) and
+1 min of scoring. It ran with OMP_NUM_THREADS=1 VLLM_CPU_OMP_THREADS_BIND=nobind: under the same load, vLLM's default
+binding of two threads to the two cores took 500 s for the first 256 calls (killed), one unbound thread 77-116 s per
+128. The default 3 answers per text (re-asks) nearly doubles the teacher's calls with this tiny model (195 calls for
+100 texts). A bigger teacher on a GPU server takes far less.
 
 1. The teacher writes free-text emotion descriptors for --texts unlabelled GoEmotions train comments, asked as
    the pipeline registry's `describe` step asks them (core.pipeline.steps.describe: its default prompt and
@@ -83,9 +89,9 @@ def describe(engine, texts: list[str], seed: int, attempts: int = 3) -> tuple[li
             break
         indices, requests = list(current), list(current.values())
         results = []
-        for start in range(0, len(requests), 256):
-            results += engine.generate(requests[start:start + 256])
-            print(f"teacher{f' (re-ask {attempt})' if attempt else ''}: {min(start + 256, len(requests))}/"
+        for start in range(0, len(requests), 128):
+            results += engine.generate(requests[start:start + 128])
+            print(f"teacher{f' (re-ask {attempt})' if attempt else ''}: {min(start + 128, len(requests))}/"
                   f"{len(requests)} requests ({time.monotonic() - started:.0f} s)", flush=True)
         calls += len(requests)
         tokens += sum(r.completion_tokens for r in results)

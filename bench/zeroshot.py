@@ -1,4 +1,5 @@
-"""Zero-shot contrastive model, strictly zero-shot: `python -m bench.zeroshot` (about 25 minutes on 2 quiet CPU cores).
+"""Zero-shot contrastive model, strictly zero-shot: `python -m bench.zeroshot` (34 minutes measured on 2 shared CPU
+cores with OMP_NUM_THREADS=1 and no alpha sweep, 2026-12-02; about 22-25 minutes on a quieter machine).
 
 1. Trains the contrastive model (core.train.contrastive, mode "labels") from the bundled all-MiniLM-L6-v2 on
    GoEmotions train texts, each with descriptors made from its labels' names and descriptions (worded at

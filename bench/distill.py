@@ -1,9 +1,17 @@
-"""The contrastive-distillation path end to end: `python -m bench.distill` (about 30 minutes on 2 CPU cores with the
-bundled teacher; far less with a bigger teacher on a GPU server).
+"""The contrastive-distillation path end to end: `python -m bench.distill`.
 
-1. The teacher writes free-text emotion descriptors (a few words or short phrases each, several per text, with
-   their intensity; no label list in the prompt) for --texts unlabelled GoEmotions train comments. Only the
-   text column of the file is read: the labels are never read, not even parsed.
+Measured (2026-12-02, 2 CPU cores shared with other jobs, load average 4-14): `--texts 2400 --attempts 1` took 36 min
+wall, 29 min of it the bundled teacher (2,400 calls, about 210 output tokens/s), 6 min of training (213 steps) and
+1 min of scoring. It ran with OMP_NUM_THREADS=1 VLLM_CPU_OMP_THREADS_BIND=nobind: under the same load, vLLM's default
+binding of two threads to the two cores took 500 s for the first 256 calls (killed), one unbound thread 77-116 s per
+128. The default 3 answers per text (re-asks) nearly doubles the teacher's calls with this tiny model (195 calls for
+100 texts). A bigger teacher on a GPU server takes far less.
+
+1. The teacher writes free-text emotion descriptors for --texts unlabelled GoEmotions train comments, asked as
+   the pipeline registry's `describe` step asks them (core.pipeline.steps.describe: its default prompt and
+   output schema, 2-5 words or short phrases per text with an intensity, no label list in the prompt; its
+   content gates, with re-asks as the describe job does). Only the text column of the file is read: the labels
+   are never read, not even parsed.
 2. The bundled all-MiniLM-L6-v2 is trained in distill mode (core.train.contrastive: texts x descriptor phrases,
    sigmoid loss, learned temperature and bias) on those descriptors only.
 3. Zero-shot on the 6-class "emotion" test set and SemEval-2018 E-c dev, against the untrained encoder, both
@@ -28,31 +36,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-
-# The free-text descriptor request: the emotions in the teacher's own words, never a list to choose from.
-SYSTEM = "You describe the emotions in texts precisely, in your own words. Answer with JSON only."
-PROMPT = ("Text: \"{text}\"\n\n"
-          "Which emotions does the writer feel or express? Give 2 to 5 descriptors, each a few words or a short "
-          "phrase in your own words (for example \"quiet relief\", \"annoyed at a friend\", \"nervous "
-          "anticipation\"), with its intensity: low, medium or high.\n"
-          'Answer as {{"descriptors": [{{"phrase": ..., "intensity": ...}}]}}.')
-
-
-class Descriptor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    phrase: str = Field(min_length=2, max_length=60)
-    intensity: str = Field(pattern="^(low|medium|high)$", max_length=6)
-
-
-class Descriptors(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    descriptors: list[Descriptor] = Field(min_length=1, max_length=5)
-
 
 def unlabelled_texts(path: Path, n: int, seed: int) -> list[str]:
     """n comments of GoEmotions train, the text column only (the label column is never read)."""
@@ -74,38 +61,74 @@ def make_engine(args):
     return VLLMEngine(model, max_model_len=1024)
 
 
-def describe(engine, texts: list[str], seed: int) -> tuple[list[tuple[str, ...]], dict]:
-    """Each text's descriptor phrases ("quiet relief (high)"), and the call figures."""
-    from core.llm.structured import bounded_schema
-    from core.llm.types import ChatRequest, Sampling
+def describe(engine, texts: list[str], seed: int, attempts: int = 3) -> tuple[list[tuple[str, ...]], dict]:
+    """Each text's descriptor phrases, and the call figures.
 
-    schema = bounded_schema(Descriptors)
-    requests = [ChatRequest(({"role": "system", "content": SYSTEM},
-                             {"role": "user", "content": PROMPT.format(text=text.replace('"', "'"))}),
-                            Sampling(0.7, 0.95, 160, seed + i), schema).with_key(engine.name, engine.model)
-                for i, text in enumerate(texts)]
+    The requests are the pipeline registry's `describe` step (core.pipeline.steps.describe) with its default
+    prompt and output schema, as the describe job asks them; answers its content gates reject are asked again
+    (up to `attempts` answers per text, like the job's validation_attempts), and the last answer is kept even
+    when rejected, as the job stores it. Training gets each descriptor's text, as the product's loader reads
+    the `descriptors` table (the intensity stays out of the phrase). No database is involved."""
+    from core.llm.settings import EngineSettings
+    from core.pipeline import steps as registry
+    from core.pipeline.steps.base import StepContext, reask
+    from core.pipeline.templates import TemplateView
+
+    step = registry.get("describe")
+    template = TemplateView(0, step.template_stage, 0, step.system_prompt, step.user_prompt, True)
+    ctx = StepContext(None, None, None, [], {}, {step.template_stage: template}, engine,
+                      EngineSettings().default_sampling(), seed)
+    items = step.items(ctx, None, {"texts": list(enumerate(texts))})
+    output = step.output(ctx)
     started = time.monotonic()
-    results = []
-    for start in range(0, len(requests), 256):
-        results += engine.generate(requests[start:start + 256])
-        print(f"teacher: {min(start + 256, len(requests))}/{len(requests)} texts "
-              f"({time.monotonic() - started:.0f} s)", flush=True)
-    seconds = time.monotonic() - started
-    out, failed = [], 0
-    for result in results:
-        phrases: tuple[str, ...] = ()
-        if result.ok:
+    answers: dict[int, tuple[dict, list[str]]] = {}
+    current = {index: item.request for index, item in enumerate(items)}
+    calls = tokens = failed = truncated = rejected = 0
+    for attempt in range(attempts):
+        if not current:
+            break
+        indices, requests = list(current), list(current.values())
+        results = []
+        for start in range(0, len(requests), 128):
+            results += engine.generate(requests[start:start + 128])
+            print(f"teacher{f' (re-ask {attempt})' if attempt else ''}: {min(start + 128, len(requests))}/"
+                  f"{len(requests)} requests ({time.monotonic() - started:.0f} s)", flush=True)
+        calls += len(requests)
+        tokens += sum(r.completion_tokens for r in results)
+        following = {}
+        for index, request, result in zip(indices, requests, results):
             try:
-                parsed = Descriptors.model_validate_json(result.text)
-                phrases = tuple(f"{d.phrase.strip()} ({d.intensity})" if d.intensity != "medium" else d.phrase.strip()
-                                for d in parsed.descriptors if d.phrase.strip())
+                parsed = output.model_validate_json(result.text).model_dump(mode="json") if result.ok else None
             except ValueError:
-                failed += 1
-        else:
-            failed += 1
-        out.append(phrases)
-    tokens = sum(r.completion_tokens for r in results)
-    return out, {"teacher_descriptor_calls": len(requests), "teacher_failed": failed,
+                parsed = None
+            if parsed is None:
+                failed += 1  # no schema-valid answer: asked again as the job's validation does
+                truncated += result.ok and result.finish_reason == "length"
+                if attempt < attempts - 1:
+                    following[index] = request
+                continue
+            reasons = step.gates(ctx, items[index], parsed)
+            rejected += bool(reasons)
+            if not reasons or attempt == attempts - 1:
+                answers[index] = (parsed, reasons)
+            else:
+                following[index] = reask(request, result.text, reasons, engine)
+        current = following
+    seconds = time.monotonic() - started
+    out = []
+    for index in range(len(texts)):
+        parsed, _ = answers.get(index, ({}, []))
+        seen, phrases = set(), []
+        for d in parsed.get("descriptors", []):
+            phrase = " ".join(d["text"].split())
+            if phrase and phrase.casefold() not in seen:
+                seen.add(phrase.casefold())
+                phrases.append(phrase)
+        out.append(tuple(phrases))
+    kept_rejected = sum(bool(reasons) for _, reasons in answers.values())
+    return out, {"teacher_descriptor_calls": calls, "teacher_failed": failed, "teacher_failed_at_max_tokens": truncated,
+                 "teacher_gate_rejections": rejected,
+                 "kept_with_reason": kept_rejected, "texts_without_answer": len(texts) - len(answers),
                  "descriptor_tokens": tokens, "teacher_seconds": round(seconds, 1),
                  "descriptor_tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else 0.0}
 
@@ -129,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="", help="teacher model folder (vllm) or served model name (openai)")
     parser.add_argument("--api-key", default=os.environ.get("EMOFORGE_TEACHER_API_KEY", ""))
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--attempts", type=int, default=3,
+                        help="answers asked per text at most (re-asks on schema or gate failures); 3 as the describe "
+                             "job's validation_attempts, 1 for no re-ask")
     parser.add_argument("--data-dir", default=None, help="folder with goemotions/, emotion_dairai/, semeval2018_ec/")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
@@ -142,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     texts = unlabelled_texts(base / "goemotions" / "train.tsv", args.texts, args.seed)
     engine = make_engine(args)
     print(f"teacher {engine.name}:{engine.model} describes {len(texts):,} unlabelled texts", flush=True)
-    phrases, calls = describe(engine, texts, args.seed)
+    phrases, calls = describe(engine, texts, args.seed, max(1, args.attempts))
     engine.close()
     examples = [C.TrainExample(t, (), descriptors=p) for t, p in zip(texts, phrases) if p]
     sample = next((f"{t[:60]!r} -> {'; '.join(p)}" for t, p in zip(texts, phrases) if p), "none")
-    print(f"described {len(examples):,} of {len(texts):,} texts ({calls['teacher_failed']} failed); "
+    print(f"described {len(examples):,} of {len(texts):,} texts in {calls['teacher_descriptor_calls']:,} calls "
+          f"({calls['teacher_failed']} answers failed the schema, {calls['teacher_gate_rejections']} the content gates; "
+          f"{calls['kept_with_reason']} kept with a reason); "
           f"{calls['descriptor_tokens_per_s']} tokens/s; e.g. {sample}", flush=True)
     if not examples:
         print("the teacher described no text", file=sys.stderr)
@@ -179,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     print(f"minutes: {(time.monotonic() - started) / 60:.1f}", flush=True)
     print(json.dumps({
-        "bench": "distill", "teacher": f"{engine.name}:{engine.model}", "texts": len(texts),
+        "bench": "distill", "teacher": f"{engine.name}:{engine.model}", "texts": len(texts), "attempts": max(1, args.attempts),
         "described": len(examples), "steps": result.steps, **calls,
         "emotion6_macro_f1": round(figures[("model", "emotion6")], 4),
         "emotion6_baseline_macro_f1": round(figures[("baseline", "emotion6")], 4),

@@ -1,4 +1,5 @@
-"""Zero-shot contrastive model, strictly zero-shot: `python -m bench.zeroshot` (about 25 minutes on 2 quiet CPU cores).
+"""Zero-shot contrastive model, strictly zero-shot: `python -m bench.zeroshot` (34 minutes measured on 2 shared CPU
+cores with OMP_NUM_THREADS=1 and no alpha sweep, 2026-12-02; about 22-25 minutes on a quieter machine).
 
 1. Trains the contrastive model (core.train.contrastive, mode "labels") from the bundled all-MiniLM-L6-v2 on
    GoEmotions train texts, each with descriptors made from its labels' names and descriptions (worded at
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                                                          "emobank/")
     parser.add_argument("--save", default=None, help="also save the trained model in this folder")
     parser.add_argument("--load", default=None, help="evaluate a model saved with --save instead of training one")
+    parser.add_argument("--sentiment-labels", action="store_true",
+                        help="also train on GoEmotions' published sentiment grouping (positive / negative / "
+                             "ambiguous, from each text's GoEmotions labels) as extra labels with the taxonomy's "
+                             "descriptions: a valence-aware label side from the source domain only")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
 
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     names, descriptions = [n for n, _ in GOEMOTIONS_LABELS], [d for _, d in GOEMOTIONS_LABELS]
     examples = [C.TrainExample(text, tuple(int(j) for j in np.flatnonzero(row)))
                 for text, row in zip(train_set.texts, train_set.y)]
+    if args.sentiment_labels:
+        examples, names, descriptions = with_sentiment_labels(examples, names, descriptions)
     config = C.ContrastiveConfig(mode="labels", max_steps=args.steps, batch_size=args.batch_size,
                                  learning_rate=args.learning_rate, frozen_layers=args.frozen_layers, seed=args.seed,
                                  log_every=50, precision=args.precision)
@@ -87,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         model = C.ContrastiveModel.load(args.load)
         print(f"evaluating the model saved in {args.load} (not trained by this run)", flush=True)
     else:
-        print(f"training on {len(examples):,} GoEmotions train texts: {args.steps} steps of {args.batch_size}",
-              flush=True)
+        print(f"training on {len(examples):,} GoEmotions train texts: {args.steps} steps of {args.batch_size}, "
+              f"{len(names)} labels" + (" (28 + the sentiment grouping)" if args.sentiment_labels else ""), flush=True)
         result = C.train(examples, names, descriptions, config, on_step=log)
         model = result.model
         print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min ({result.examples_per_s:.1f} texts/s)",
@@ -166,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     print(f"minutes: {(time.monotonic() - started) / 60:.1f}", flush=True)
     print(json.dumps({
-        "bench": "zeroshot", "wise_alpha": args.wise_alpha,
+        "bench": "zeroshot", "wise_alpha": args.wise_alpha, "steps": args.steps,
+        "sentiment_labels": args.sentiment_labels,
         "emotion6_macro_f1": round(model_figs[emotion6.name]["macro_f1"], 4),
         "emotion6_baseline_macro_f1": round(base_figs[emotion6.name]["macro_f1"], 4),
         "ec11_macro_f1": round(model_figs[ec.name]["macro_f1"], 4),
@@ -175,6 +183,24 @@ def main(argv: list[str] | None = None) -> int:
         "emobank_valence_baseline_r": round(base_figs[bank.name]["pearson_r"], 4),
     }))
     return 0
+
+
+def with_sentiment_labels(examples, names: list[str], descriptions: list[str]):
+    """GoEmotions' sentiment groups (SENTIMENT_GROUPING, published with GoEmotions) added as labels: each text also
+    gets the group of each of its GoEmotions labels (neutral stays neutral). Worded by the Sentiment taxonomy's
+    descriptions, written with the taxonomy, not for this bench; nothing of a target set is involved."""
+    from core.taxonomy import SENTIMENT_GROUPING, SENTIMENT_LABELS
+    from core.train import contrastive as C
+
+    groups = [(n, d) for n, d in SENTIMENT_LABELS if n != "neutral"]
+    group_of = {label: n for n, members in SENTIMENT_GROUPING.items() for label in members if n != "neutral"}
+    extra = {n: len(names) + i for i, (n, _) in enumerate(groups)}
+    out = []
+    for example in examples:
+        added = sorted({extra[group_of[names[j]]] for j in example.labels if names[j] in group_of})
+        out.append(C.TrainExample(example.text, tuple(example.labels) + tuple(added), example.context,
+                                  example.descriptors))
+    return out, names + [n for n, _ in groups], descriptions + [d for _, d in groups]
 
 
 def with_alpha(model, trained: dict, base: dict, alpha: float) -> None:

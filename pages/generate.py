@@ -298,7 +298,7 @@ with runs_tab:
         if rows:
             shown = st.selectbox("How an example was made (raw answer, prompt, sampling)", [r.id for r in rows],
                                  key="gen_source", format_func=lambda i: f"#{i}")
-            with st.expander(f"Example #{shown}: the teacher's request and raw answer"):
+            with st.expander("The chosen example: the teacher's request and raw answer"):
                 st.json(runs.example_source(actor, shown))
 
 

@@ -206,11 +206,12 @@ def _provenance(example: Example, model: str | None, run_versions: dict[str, int
                if example.parent_id else ""))
 
 
-def example_source(example_id: int) -> dict[str, Any]:
-    """Where a generated example came from: the teacher's raw answer, engine, model and sampling (its LLM
-    request's) and the template versions (its run's). Rows keep only what is their own, these once."""
+def example_source(actor: Actor | None, example_id: int) -> dict[str, Any]:
+    """Where a generated example came from: the teacher's raw answer, engine, model, sampling and prompt (its
+    LLM request's) and the template versions (its run's). Rows keep only what is their own, these once."""
     from core.llm.stored import full_messages, stored_sampling
 
+    require_admin(actor)
     with read_session() as session:
         example = session.get(Example, example_id)
         if example is None:

@@ -18,11 +18,10 @@ schema in the database of `--postgres`, dropped afterwards) and once on SQLite (
                        is calls / (time - encoder_seconds): the orchestration's own ceiling
   llm_layer_calls_per_s  one `llm_generate` job (requests in, answers cached; no pipeline stores), PostgreSQL
 
-Running time (measured 2026-12-02 on our shared 2-core machine, load average 10-15, null endpoints,
-worker and PostgreSQL on the same two cores): `--calls 5000 --llm-layer-calls 10000` took 12 minutes
-(PostgreSQL run 4.6 min at 18.6 calls/s, SQLite run 6.4 min at 13.3 calls/s, LLM layer 33 s); most of
-a run's time is the pipeline's own stores, not the LLM layer. At the defaults (2 x 50,000 calls) expect
-about 2 hours here at those rates; run it on a quiet machine, or with `--calls` smaller. The last
+Running time (measured 2026-12-02 on our shared 2-core machine, load average 9-14, null endpoints,
+worker and PostgreSQL on the same two cores): `--calls 3000 --llm-layer-calls 2000` took 92 s (PostgreSQL
+run 48 s at 56 calls/s, 41 s of it in the sentence encoder; SQLite run 30 s). At the defaults (2 x 50,000
+calls) expect roughly 20-30 minutes here; the encoder's share grows with the utterances and contexts. The last
 line is one JSON object.
 """
 

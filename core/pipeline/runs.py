@@ -184,7 +184,7 @@ def run_examples(actor: Actor | None, run_id: int, kind: str | None = None, offs
                                .outerjoin(LLMRequest, LLMRequest.id == Example.llm_request_id)
                                .where(*where).order_by(Example.id).offset(offset).limit(limit)).tuples().all()
         run = session.get(GenerationRun, run_id)
-        versions = {stage: v.get("version") for stage, v in ((run.template_versions if run else None) or {}).items()}
+        versions = template_versions_of(run)
     ids = [example.id for example, _, _ in rows]
     scores = label_store.teacher_scores(ids)
     oot = label_store.oot_names(ids)
@@ -194,6 +194,11 @@ def run_examples(actor: Actor | None, run_id: int, kind: str | None = None, offs
                        [f"{n} ({a})" for n, a in oot.get(e.id, [])], e.expressiveness, (e.meta or {}).get("flags", []),
                        _provenance(e, model, versions))
             for e, name, model in rows], total
+
+
+def template_versions_of(run: GenerationRun | None) -> dict[str, int]:
+    """stage -> the template version a run asked with (recorded when it was created)."""
+    return {stage: v.get("version") for stage, v in ((run.template_versions if run else None) or {}).items()}
 
 
 def _provenance(example: Example, model: str | None, run_versions: dict[str, int]) -> str:
@@ -225,8 +230,7 @@ def example_source(actor: Actor | None, example_id: int) -> dict[str, Any]:
             "model": request.model if request else meta.get("model"),
             "sampling": stored_sampling(request.request) if request else meta.get("sampling"),
             "messages": full_messages(session, [request.request])[0] if request else [],
-            "templates": meta.get("templates") or {stage: v.get("version")
-                                                  for stage, v in ((run.template_versions if run else None) or {}).items()},
+            "templates": meta.get("templates") or template_versions_of(run),
             "seed": meta.get("seed"),
         }
 

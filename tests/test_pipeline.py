@@ -66,7 +66,7 @@ def sqlite_admin(sqlite_database):
 # First in this module: the run's estimate is compared with its spend, on an engine no other module's
 # run has used since test_llm (see the known issue in tests/test_pipeline_teacher_annotate.py).
 @pytest.mark.timeout(1800)  # two small runs and a describe job (about 5 minutes on 2 idle cores)
-def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
+def test_paper_preset_on_one_demo_story(sqlite_admin, teacher, tmp_path, monkeypatch):
     """One utterance call per character, both contextual variants linked to their parent, a third of the
     utterances with a context, and the estimate before launch equal to what the run spends."""
     admin = sqlite_admin
@@ -128,19 +128,38 @@ def test_paper_preset_on_one_demo_story(sqlite_admin, teacher):
     assert {d.example_id for d in descriptors} <= {e.id for e in plain + contextual} and descriptors
     assert all(d.agent == f"teacher:{teacher.model}" and d.llm_request_id and d.intensity for d in descriptors)
 
-    # The estimate before launch, from this run's measured ratios, matches what a repeat spends
-    # (greedy decoding: another seed gives the same answers, asked anew).
-    repeat = pipeline.RunConfig.from_dict({**config.as_dict(), "seed": 4})
-    estimate = pipeline.estimate_run(pipeline.prepare_config(repeat))
+    # The estimate before launch, from this run's measured ratios, matches what a repeat of the same settings
+    # spends when nothing is cached: the repeat runs in a fresh database (greedy decoding gives the same
+    # answers, and the context pick is keyed by text, so the same utterances get contexts).
+    estimate = pipeline.estimate_run(pipeline.prepare_config(config))
     assert estimate.measured_runs == 1
-    repeat_id = pipeline.create_run(admin, repeat, name="paper again")
+    repeat_admin = _fresh_sqlite_admin(tmp_path / "repeat.db", monkeypatch)
+    repeat = _paper_config(characters=2, emotional=3)
+    assert pipeline.prepare_config(repeat).as_dict() == pipeline.prepare_config(config).as_dict()
+    repeat_id = pipeline.create_run(repeat_admin, repeat, name="paper again")
     _run_worker()
     with read_session() as session:
-        spent = dict(session.get(GenerationRun, repeat_id).stats)["spent"]
+        repeat_stats = dict(session.get(GenerationRun, repeat_id).stats)
+    assert repeat_stats["context"]["total"] == stats["context"]["total"]
+    spent = repeat_stats["spent"]
     calls = sum(s["calls"] for s in spent.values())
     tokens = sum(s["prompt_tokens"] + s["completion_tokens"] for s in spent.values())
-    assert abs(estimate.calls - calls) <= 0.05 * calls, (estimate, spent)
-    assert abs(estimate.tokens - tokens) <= 0.05 * tokens, (estimate, spent)
+    assert abs(estimate.calls - calls) <= 0.05 * calls, (estimate, stats["spent"], spent)
+    assert abs(estimate.tokens - tokens) <= 0.05 * tokens, (estimate, stats["spent"], spent)
+
+
+def _fresh_sqlite_admin(path, monkeypatch):
+    """Point the app at a new, migrated SQLite database and return its admin."""
+    from core import auth
+    from db.migrate import upgrade
+    from db.session import dispose_engines
+
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    dispose_engines()
+    upgrade(url)
+    auth.ensure_admin("admin", "admin-pass-123")
+    return auth.authenticate("admin", "admin-pass-123")
 
 
 def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenance(sqlite_admin, teacher):

@@ -37,7 +37,8 @@ def chosen_parents(ctx, session) -> list[tuple]:
     """The context-less examples that get a context: those that already have one, plus a stratified pick.
 
     Examples are grouped by their strongest teacher label (the asked emotion when unlabelled); each group
-    gives its share, in a seeded order, so extending a run keeps what was chosen before.
+    gives its share, in a seeded order, so extending a run keeps what was chosen before and a repeat
+    of the same settings picks the same utterances.
     """
     from core.pipeline.plan import request_seed
 
@@ -53,7 +54,8 @@ def chosen_parents(ctx, session) -> list[tuple]:
         groups[top].append(row)
     chosen = []
     for group, count in quotas({g: len(members) for g, members in groups.items()}, ctx.config.context_share).items():
-        members = sorted(groups[group], key=lambda r: request_seed(ctx.config.seed, "context-pick", r[0].text, r[0].id))
+        # Keyed by the text, not the row id, so the same settings pick the same utterances in any database.
+        members = sorted(groups[group], key=lambda r: (request_seed(ctx.config.seed, "context-pick", r[0].text), r[0].id))
         already = [r for r in members if r[0].id in done]
         chosen += already + [r for r in members if r[0].id not in done][:max(0, count - len(already))]
     return sorted(chosen, key=lambda r: r[0].id)

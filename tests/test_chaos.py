@@ -11,11 +11,8 @@ from bench.chaos import ChaosSettings, run_chaos
 pytestmark = pytest.mark.slow
 
 
-# A vLLM server of its own (about 1 minute to start, then about 3 on an idle 2-core machine). KNOWN ISSUE,
-# open in issue 13: after this run the shared `openai_url` server answered later requests outside their JSON
-# schema (a 90-character string where maxLength is 32), as the in-process engine did after a describe job
-# (tests/test_pipeline_teacher_annotate.py); the cause is not found yet. The limit leaves room for a busy CI host:
-# each restarted worker re-imports torch and the student model.
+# A vLLM server of its own (about 1 minute to start, then about 3 on an idle 2-core machine). The limit leaves
+# room for a busy CI host: each restarted worker re-imports torch and the student model.
 @pytest.mark.timeout(900)
 def test_three_kills_lose_and_duplicate_nothing(monkeypatch):
     backend = "postgresql" if os.environ.get("TEST_DATABASE_URL") else "sqlite"

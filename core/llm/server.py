@@ -8,6 +8,7 @@ the benchmarks, and anyone who wants the `openai` engine without a GPU host.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -22,11 +23,12 @@ SERVED_NAME = "smollm2"
 
 def server_command(model: str, port: int, *, served_name: str = SERVED_NAME, max_model_len: int = 2048,
                    host: str = "127.0.0.1") -> list[str]:
-    from core.llm.engines import has_cuda, cpu_scheduler_args
+    from core.llm.engines import STRUCTURED_BACKEND, cpu_scheduler_args, has_cuda
 
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
                "--served-model-name", served_name, "--host", host, "--port", str(port),
-               "--max-model-len", str(max_model_len), "--seed", "0"]
+               "--max-model-len", str(max_model_len), "--seed", "0",
+               "--structured-outputs-config", json.dumps({"backend": STRUCTURED_BACKEND})]
     if not has_cuda():  # see cpu_scheduler_args: per-request seeds need whole prefills on the CPU
         command += ["--enforce-eager", "--no-enable-chunked-prefill", "--max-num-batched-tokens",
                     str(cpu_scheduler_args(max_model_len)["max_num_batched_tokens"])]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +18,15 @@ from pydantic import BaseModel, ValidationError
 
 class SchemaNotBounded(ValueError):
     pass
+
+
+class SchemaNotPortable(ValueError):
+    """A schema feature that one of vLLM's structured-output backends drops or refuses.
+
+    vLLM chooses its backend when the engine meets its first structured request; with xgrammar, a string
+    with both a pattern and minLength/maxLength is unsupported, so the same schema would be enforced
+    differently depending on which request came first. Length bounds go into the pattern instead.
+    """
 
 
 @functools.lru_cache(maxsize=256)
@@ -34,8 +44,8 @@ def bounded_schema(model: type[BaseModel]) -> dict[str, Any]:
 def _check_bounds(node: Any, where: str) -> None:
     if isinstance(node, dict):
         kind = node.get("type")
-        if kind == "string" and "enum" not in node and "const" not in node and "maxLength" not in node:
-            raise SchemaNotBounded(f"{where}: string without maxLength or enum")
+        if kind == "string":
+            _check_string(node, where)
         if kind in ("number", "integer") and "enum" not in node and not (
             ("maximum" in node or "exclusiveMaximum" in node) and ("minimum" in node or "exclusiveMinimum" in node)
         ):
@@ -47,6 +57,25 @@ def _check_bounds(node: Any, where: str) -> None:
     elif isinstance(node, list):
         for i, child in enumerate(node):
             _check_bounds(child, f"{where}[{i}]")
+
+
+# A repetition without an upper bound: *, + or {n,} (not escaped).
+UNBOUNDED_REPEAT = re.compile(r"(?<!\\)[*+]|(?<!\\)\{\d*,\}")
+
+
+def _check_string(node: dict[str, Any], where: str) -> None:
+    if "enum" in node or "const" in node:
+        return
+    pattern = node.get("pattern")
+    if pattern is not None and ("minLength" in node or "maxLength" in node):
+        raise SchemaNotPortable(f"{where}: pattern beside minLength/maxLength (put the length bounds in the pattern)")
+    if "format" in node:
+        raise SchemaNotPortable(f"{where}: string format (not enforced alike by every backend)")
+    if pattern is not None:
+        if UNBOUNDED_REPEAT.search(pattern) or not pattern.endswith("$"):
+            raise SchemaNotBounded(f"{where}: pattern without a length bound")
+    elif "maxLength" not in node:
+        raise SchemaNotBounded(f"{where}: string without maxLength, enum or a bounded pattern")
 
 
 def parse_answer(text: str | None, model: type[BaseModel] | None) -> tuple[Any, str | None]:

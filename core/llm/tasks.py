@@ -14,7 +14,7 @@ class EmotionGuess(BaseModel):
     """The emotion a short text expresses, with a confidence: the engine check's task."""
 
     model_config = ConfigDict(extra="forbid")
-    emotion: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z][A-Za-z \-]*$")
+    emotion: str = Field(pattern=r"^[A-Za-z][A-Za-z \-]{0,31}$")  # 1 to 32 characters, bounded by the pattern
     confidence: float = Field(ge=0, le=1)
 
 

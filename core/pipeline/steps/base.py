@@ -27,7 +27,9 @@ from db.models import LLMRequest
 NEUTRAL = "neutral"
 NEUTRAL_DESCRIPTION = "no particular emotion: calm, matter-of-fact, everyday"
 SYSTEM = "You are a careful writer helping to build an emotion data set. Answer with JSON only."
-NAME_PATTERN = r"^[A-Za-z][A-Za-z \-']*$"
+# An emotion name of 2 to 32 characters. The length lives in the pattern, not in minLength/maxLength beside
+# it: vLLM's xgrammar backend does not take both on one string (see core.llm.structured).
+NAME_PATTERN = r"^[A-Za-z][A-Za-z \-']{1,31}$"
 
 
 class Strict(BaseModel):

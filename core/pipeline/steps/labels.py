@@ -47,7 +47,7 @@ class LabelsStep(Step):
 
     def output(self, ctx):
         scored = create_model("ScoredEmotion", __base__=Strict,
-                              name=(str, Field(min_length=2, max_length=32, pattern=NAME_PATTERN)),
+                              name=(str, Field(pattern=NAME_PATTERN)),
                               score=score_type(ctx.config.score_step))
         return create_model("EmotionLabels", __base__=Strict,
                             emotions=(list[scored], Field(min_length=0, max_length=ctx.config.max_emotions)),

@@ -10,7 +10,7 @@ from core.pipeline.steps.base import NAME_PATTERN, Item, Step, Strict
 
 
 class ScoredEmotion(Strict):
-    name: str = Field(min_length=2, max_length=32, pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN)
     score: float = Field(ge=0, le=1)
 
 

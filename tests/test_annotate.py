@@ -1,11 +1,5 @@
 """Teacher descriptors for imported texts, and teacher-vs-human agreement per label."""
 
-# KNOWN ISSUE (2026-12-02), why this module is named to run after tests/test_llm.py and tests/test_pipeline.py: after the describe job
-# below, the session's in-process vLLM engine was seen answering later requests outside their JSON schema (test_llm; the paper-preset test)
-# (twice, the same way). The cause (a schema of the new steps, or vLLM's structured-output state) is not found
-# yet; the product validates every answer and asks again, but a clean engine must not need that. Open in issue 13.
-
-
 from __future__ import annotations
 
 import csv

@@ -58,6 +58,42 @@ def test_the_step_gates_see_the_answer_in_its_context():
         == ["emotion 'Felix' is a character's name"]
 
 
+def test_a_re_ask_of_utterances_keeps_the_slots_that_passed_and_mends_the_rest():
+    from core.pipeline.steps.base import Answer, Gated
+
+    config = RunConfig(corpus_id=1, taxonomy_id=1, story_ids=[1], emotional=2, neutral=1)
+    ctx = StepContext(1, config, 1, LABELS, {}, {}, None, None)
+
+    class Someone:
+        name = "Felix"
+
+    utterances = steps.get("utterances")
+    item = Item((Someone(), None), None)
+    first = Answer(11, {"emotional": [{"emotion": "joy", "utterance": "fur"},
+                                      {"emotion": "admiration", "utterance": "What a brave thing she did for us all."}],
+                        "neutral": ["I should water the plants before noon."]}, "")
+    second = Answer(12, {"emotional": [{"emotion": "joy", "utterance": "We finally found the lost key together."},
+                                       {"emotion": "fear", "utterance": "fear"}],
+                         "neutral": ["admiration"]}, "")
+    # After the first answer only slot e0 is open; the second fills it, so nothing is asked a third time,
+    # although the second answer's own e1 and n0 fail.
+    assert utterances.open_reasons(ctx, item, [first]) == ["utterance 'fur' is not a sentence of at least 3 words"]
+    assert utterances.open_reasons(ctx, item, [first, second]) == []
+    item.kept = Gated(second, [], 2, (first,))
+    kept = {slot: (text, answer.request_id, problem) for slot, text, _, _, answer, problem
+            in utterances._kept_slots(ctx, item)}
+    assert kept == {"e0": ("We finally found the lost key together.", 12, None),
+                    "e1": ("What a brave thing she did for us all.", 11, None),
+                    "n0": ("I should water the plants before noon.", 11, None)}
+    # A slot no answer filled well keeps the newest utterance with its reason.
+    third = Answer(13, {**second.parsed, "emotional": [{"emotion": "joy", "utterance": "fur"},
+                                                       second.parsed["emotional"][1]]}, "")
+    item.kept = Gated(third, ["..."], 2, (first,))
+    kept = {slot: (text, problem) for slot, text, _, _, _, problem in utterances._kept_slots(ctx, item)}
+    assert kept["e0"] == ("fur", "utterance 'fur' is not a sentence of at least 3 words")
+    assert kept["e1"][1] is None and kept["n0"][1] is None
+
+
 def test_a_rejected_answer_is_asked_again_with_its_reasons_so_greedy_decoding_can_change():
     from core.llm.types import ChatRequest, Sampling
 

@@ -41,6 +41,7 @@ def ask_gated(jctx, sctx: StepContext, step: Step, items: list[Item], options: d
     output = step.output(sctx)
     outcome = GateOutcome(RunReport())
     current = {index: item.request for index, item in enumerate(items)}
+    history: dict[int, list] = {index: [] for index in current}  # each item's answers so far, oldest first
     asked = []
     for attempt in range(attempts):
         if not current:
@@ -57,14 +58,15 @@ def ask_gated(jctx, sctx: StepContext, step: Step, items: list[Item], options: d
             answer = found.get(request.key)
             if answer is None:
                 continue
-            reasons = step.gates(sctx, items[index], answer.parsed)
+            reasons = step.open_reasons(sctx, items[index], [*history[index], answer])
             if reasons:
                 outcome.rejected += 1
                 outcome.reasons.update(_reason_kind(r) for r in reasons)
             if not reasons or attempt == attempts - 1:
-                items[index].kept = Gated(answer, reasons, attempt + 1)
+                items[index].kept = Gated(answer, reasons, attempt + 1, tuple(history[index]))
                 outcome.kept_with_reason += bool(reasons)
             else:
+                history[index].append(answer)
                 following[index] = reask(request, answer.raw_text, reasons, sctx.engine)
         current = following
     outcome.spent = spent(asked, len(items))

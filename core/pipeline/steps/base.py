@@ -50,6 +50,7 @@ class Gated:
     answer: Answer
     rejected: list[str]  # why the kept answer failed its gates ([] = it passed)
     attempts: int  # answers asked for this item, the kept one included
+    earlier: tuple[Answer, ...] = ()  # the rejected answers before it, oldest first (a step may keep parts of them)
 
 
 @dataclass
@@ -139,6 +140,14 @@ class Step:
     def gates(self, ctx: StepContext, item: Item, parsed: dict[str, Any]) -> list[str]:
         """Reasons to reject a schema-valid answer (asked again like a schema failure); [] = fine."""
         return []
+
+    def open_reasons(self, ctx: StepContext, item: Item, answers: list["Answer"]) -> list[str]:
+        """What is still missing after these answers to one item, oldest first ([] = done, ask no more).
+
+        By default only the newest answer counts; a step whose answer holds several parts (the utterance
+        step's slots) can keep the parts that passed in earlier answers and ask again only for the rest.
+        """
+        return self.gates(ctx, item, answers[-1].parsed)
 
     def prepare(self, ctx: StepContext, items: list[Item]) -> None:
         """Slow work on the answers (embeddings...) before `store`, outside the write transaction."""

@@ -126,10 +126,36 @@ class UtterancesStep(Step):
     def gates(self, ctx, item, parsed) -> list[str]:
         return list(self._problems(ctx, {item.subject[0].name.casefold()}, parsed).values())
 
+    def open_reasons(self, ctx, item, answers) -> list[str]:
+        """The newest answer's problems in the slots that no answer so far has filled well: a slot that
+        passed once is kept, so a re-ask only has to mend the others."""
+        return [problem for *_, problem in self._chosen(ctx, item.subject[0], answers) if problem]
+
+    def _chosen(self, ctx, character, answers) -> list[tuple[str, str, str | None, dict, object, str | None]]:
+        """Per slot of the newest answer: (slot, text, target, extra meta, answer it comes from, problem).
+
+        Each slot takes the first answer, oldest first, whose utterance in that slot passed the gates;
+        a slot no answer filled well keeps the newest answer's utterance with its problem.
+        """
+        names = {character.name.casefold()}
+        checked = [(answer, _slots(answer.parsed), self._problems(ctx, names, answer.parsed)) for answer in answers]
+        newest, newest_slots, newest_problems = checked[-1]
+        chosen = []
+        for slot, (text, target, extra) in newest_slots.items():
+            passed = next(((answer, slots[slot]) for answer, slots, problems in checked
+                           if slot in slots and slot not in problems), None)
+            if passed is not None:
+                chosen.append((slot, *passed[1], passed[0], None))
+            else:
+                chosen.append((slot, text, target, extra, newest, newest_problems[slot]))
+        return chosen
+
+    def _kept_slots(self, ctx, item):
+        return self._chosen(ctx, item.subject[0], [*item.kept.earlier, item.kept.answer])
+
     def prepare(self, ctx, items) -> None:
         prepare_dedup(ctx, [text for item in items if item.kept is not None
-                            for text in [*(e["utterance"] for e in item.kept.answer.parsed.get("emotional", [])),
-                                         *item.kept.answer.parsed.get("neutral", [])]])
+                            for _, text, *_ in self._kept_slots(ctx, item)])
 
     def store(self, ctx, session, items) -> dict[str, int]:
         fresh = []
@@ -138,18 +164,14 @@ class UtterancesStep(Step):
             if item.kept is None:
                 continue
             character, _ = item.subject
-            answer = item.kept.answer
-            problems = self._problems(ctx, {character.name.casefold()}, answer.parsed)
-            # Engine, model, sampling and template versions are the run's, the raw answer the linked request's.
+            # Engine, model, sampling and template versions are the run's, the raw answer the linked request's
+            # (each slot links the answer its utterance came from).
             base = {"seed": item.request.sampling.seed, "attempts": item.kept.attempts}
-            columns = {"template_id": ctx.templates["utterances"].id, "llm_request_id": answer.request_id}
-            slots = [(f"e{j}", e["utterance"], None, {"teacher_emotion": e["emotion"]})
-                     for j, e in enumerate(answer.parsed.get("emotional", []))]
-            slots += [(f"n{j}", text, NEUTRAL, {}) for j, text in enumerate(answer.parsed.get("neutral", []))]
-            for slot, text, target, extra in slots:
-                meta = {**base, **extra, "_columns": dict(columns)}
-                if slot in problems:
-                    meta["flags"] = ["gate: " + problems[slot]]
+            for slot, text, target, extra, answer, problem in self._kept_slots(ctx, item):
+                columns = {"template_id": ctx.templates["utterances"].id, "llm_request_id": answer.request_id}
+                meta = {**base, **extra, "_columns": columns}
+                if problem:
+                    meta["flags"] = ["gate: " + problem]
                     kept_with_reason += 1
                 fresh.append((character, slot, text, target, meta))
         added, removed = store_contextless(ctx, session, fresh)
@@ -158,6 +180,14 @@ class UtterancesStep(Step):
     def planned_calls(self, plan) -> tuple[int, float]:
         size = plan.template_chars.get(self.name, 0) + plan.mean_window + plan.description_chars + len(plan.label_lines)
         return round(plan.characters), plan.characters * size
+
+
+def _slots(parsed) -> dict[str, tuple[str, str | None, dict]]:
+    """slot -> (utterance, target emotion, extra meta): e0, e1... emotional (the teacher's pick), n0... neutral."""
+    slots = {f"e{j}": (e["utterance"], None, {"teacher_emotion": e["emotion"]})
+             for j, e in enumerate(parsed.get("emotional", []))}
+    slots.update({f"n{j}": (text, NEUTRAL, {}) for j, text in enumerate(parsed.get("neutral", []))})
+    return slots
 
 
 STEP = UtterancesStep()

@@ -94,6 +94,40 @@ def test_a_re_ask_of_utterances_keeps_the_slots_that_passed_and_mends_the_rest()
     assert kept["e1"][1] is None and kept["n0"][1] is None
 
 
+def test_a_re_ask_that_gets_no_answer_keeps_what_the_earlier_answer_gave(monkeypatch):
+    """A re-ask can fail (e.g. the rejected answer appended outgrows the model's context): the character
+    keeps its earlier answer, good slots and all, flagged with the open reasons, instead of being lost."""
+    from contextlib import nullcontext
+
+    from core.llm.runner import RunReport
+    from core.llm.types import ChatRequest, Sampling
+    from core.pipeline import gating
+    from core.pipeline.steps.base import Answer
+
+    class Engine:
+        name, model = "vllm", "m"
+
+    class Someone:
+        name = "Felix"
+
+    config = RunConfig(corpus_id=1, taxonomy_id=1, story_ids=[1], emotional=2, neutral=1)
+    ctx = StepContext(1, config, 1, LABELS, {}, {}, Engine(), Sampling())
+    first = ChatRequest(({"role": "user", "content": "Q"},), Sampling(0.0, 1.0, 50, 7)).with_key("vllm", "m")
+    answer = Answer(21, {"emotional": [{"emotion": "joy", "utterance": "fur"},
+                                       {"emotion": "admiration", "utterance": "What a brave thing she did for us."}],
+                         "neutral": ["I should water the plants before noon."]}, '{"...": 1}')
+    asked = []
+    monkeypatch.setattr(gating, "run_requests", lambda jctx, engine, requests, **kw: asked.append(requests) or RunReport())
+    monkeypatch.setattr(gating, "answers", lambda session, requests: {first.key: answer})  # the re-ask: none
+    monkeypatch.setattr(gating, "read_session", nullcontext)
+    monkeypatch.setattr(gating, "spent", lambda requests, items: {"requests": items, "calls": len(requests)})
+    item = Item((Someone(), None), first)
+    outcome = gating.ask_gated(None, ctx, steps.get("utterances"), [item], {"validation_attempts": 3}, "")
+    assert len(asked) == 2 and asked[1][0].key != first.key  # asked, then re-asked once (that got nothing)
+    assert item.kept.answer is answer and item.kept.rejected == ["utterance 'fur' is not a sentence of at least 3 words"]
+    assert outcome.rejected == 1 and outcome.kept_with_reason == 1
+
+
 def test_a_rejected_answer_is_asked_again_with_its_reasons_so_greedy_decoding_can_change():
     from core.llm.types import ChatRequest, Sampling
 

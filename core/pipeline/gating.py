@@ -3,7 +3,7 @@
 A schema-valid answer that fails a step's gates (an "utterance" of one word, a copied label definition,
 a character's name where an emotion belongs) is asked again like a schema failure: the same question
 with the rejected answer and the reasons (a changed prompt, so greedy decoding can answer otherwise).
-After the last attempt the answer is kept with its reasons. Every re-ask is an ordinary cached request,
+After the last attempt (or when a re-ask gets no answer) the answer is kept with its reasons. Every re-ask is an ordinary cached request,
 so a resumed or repeated run replays the same chain from the cache.
 """
 
@@ -57,6 +57,8 @@ def ask_gated(jctx, sctx: StepContext, step: Step, items: list[Item], options: d
         for index, request in current.items():
             answer = found.get(request.key)
             if answer is None:
+                if history[index]:  # a re-ask got no answer (it failed, or outgrew the model's context)
+                    _keep_earlier(sctx, step, items[index], history[index], outcome)
                 continue
             reasons = step.open_reasons(sctx, items[index], [*history[index], answer])
             if reasons:
@@ -71,6 +73,12 @@ def ask_gated(jctx, sctx: StepContext, step: Step, items: list[Item], options: d
         current = following
     outcome.spent = spent(asked, len(items))
     return outcome
+
+
+def _keep_earlier(sctx: StepContext, step: Step, item: Item, earlier: list, outcome: GateOutcome) -> None:
+    """Keep what the answers so far gave, with their open reasons, rather than losing the item."""
+    item.kept = Gated(earlier[-1], step.open_reasons(sctx, item, earlier), len(earlier), tuple(earlier[:-1]))
+    outcome.kept_with_reason += 1
 
 
 def _reason_kind(reason: str) -> str:

@@ -58,6 +58,20 @@ def test_the_step_gates_see_the_answer_in_its_context():
         == ["emotion 'Felix' is a character's name"]
 
 
+def test_an_utterance_that_repeats_another_of_its_answer_is_asked_again():
+    config = RunConfig(corpus_id=1, taxonomy_id=1, story_ids=[1], emotional=2, neutral=1)
+    ctx = StepContext(1, config, 1, LABELS, {}, {}, None, None)
+
+    class Someone:
+        name = "Felix"
+
+    answer = {"emotional": [{"emotion": "joy", "utterance": "The stars shine so brightly tonight."},
+                            {"emotion": "admiration", "utterance": "the stars shine so brightly tonight"}],
+              "neutral": ["I should water the plants before noon."]}
+    assert steps.get("utterances").gates(ctx, Item((Someone(), None), None), answer) == [
+        "utterance 'the stars shine so brightly tonight' repeats an earlier sentence of this answer"]
+
+
 def test_a_re_ask_of_utterances_keeps_the_slots_that_passed_and_mends_the_rest():
     from core.pipeline.steps.base import Answer, Gated
 

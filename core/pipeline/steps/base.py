@@ -201,20 +201,21 @@ def words(text: str) -> list[str]:
     return WORD.findall(text or "")
 
 
-def _plain(text: str) -> str:
+def plain_words(text: str) -> str:
+    """The words of `text`, casefolded, single-spaced (punctuation and case do not make a sentence new)."""
     return " ".join(words(text)).casefold()
 
 
 @lru_cache(maxsize=64)
 def _plain_labels(labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, str], ...]:
     """(name, plain name, plain definition) per label: a stage checks thousands of answers against one list."""
-    return tuple((name, _plain(name), _plain(description)) for name, description in labels)
+    return tuple((name, plain_words(name), plain_words(description)) for name, description in labels)
 
 
 def sentence_problem(text: str, labels: list[tuple[str, str]], what: str = "utterance",
                      min_words: int = MIN_SENTENCE_WORDS) -> str | None:
     """Why `text` is no sentence of a few words, or echoes a label name or definition from the prompt."""
-    plain = _plain(text)
+    plain = plain_words(text)
     if len(plain.split()) < min_words:
         return f"{what} {text!r} is not a sentence of at least {min_words} words"
     for name, plain_name, definition in _plain_labels(tuple(map(tuple, labels))):
@@ -227,7 +228,7 @@ def sentence_problem(text: str, labels: list[tuple[str, str]], what: str = "utte
 
 def names_a_character(name: str, characters: set[str]) -> bool:
     """An emotion name that is a character's name (or one word of it), e.g. 'Felix'."""
-    plain = _plain(name)
+    plain = plain_words(name)
     return bool(plain) and any(plain == c or plain in c.split() for c in characters)
 
 
@@ -237,4 +238,4 @@ def character_names(session: Session, run_id: int, story_id: int | None = None) 
     query = select(Character.name).where(Character.run_id == run_id)
     if story_id is not None:
         query = query.where(Character.story_id == story_id)
-    return {_plain(n) for n in session.scalars(query)}
+    return {plain_words(n) for n in session.scalars(query)}

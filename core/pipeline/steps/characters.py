@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import Field, create_model
 from sqlalchemy import select
 
-from core.pipeline.steps.base import Item, Step, Strict, _plain
+from core.pipeline.steps.base import Item, Step, Strict, plain_words
 from db.models import Character, Passage, Story
 
 
@@ -61,9 +61,9 @@ class CharactersStep(Step):
                 for window in story_windows(session, ctx.config)]
 
     def gates(self, ctx, item, parsed) -> list[str]:
-        labels = {_plain(name) for name in ctx.label_names}
+        labels = {plain_words(name) for name in ctx.label_names}
         return [f"character name {c['name']!r} is an emotion label" for c in parsed.get("characters", [])
-                if _plain(c["name"]) in labels]
+                if plain_words(c["name"]) in labels]
 
     def store(self, ctx, session, items) -> dict[str, int]:
         """Characters merged by name over a story's windows, read in order, up to the cap per story."""
@@ -81,7 +81,7 @@ class CharactersStep(Step):
                 name = " ".join(found["name"].split())
                 if len(names[window.story.id]) >= ctx.config.max_characters or name.casefold() in names[window.story.id]:
                     continue
-                if _plain(name) in {_plain(label) for label in ctx.label_names}:
+                if plain_words(name) in {plain_words(label) for label in ctx.label_names}:
                     continue  # a rejected name kept after the last re-ask: an emotion is no character
                 names[window.story.id].add(name.casefold())
                 session.add(Character(story_id=window.story.id, passage_id=window.passage_id, run_id=ctx.run_id,

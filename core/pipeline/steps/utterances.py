@@ -14,7 +14,7 @@ from pydantic import Field, create_model
 from sqlalchemy import select
 
 from core.pipeline import dedup
-from core.pipeline.steps.base import NEUTRAL, Item, Step, Strict, names_a_character, sentence_problem
+from core.pipeline.steps.base import NEUTRAL, Item, Step, Strict, names_a_character, plain_words, sentence_problem
 from core.pipeline.steps.characters import story_windows
 from db.models import Character, Example, ExampleKind, Story
 
@@ -111,16 +111,18 @@ class UtterancesStep(Step):
     def _problems(self, ctx, characters: set[str], parsed) -> dict[str, str]:
         """slot -> why its utterance is rejected."""
         problems = {}
-        for j, entry in enumerate(parsed.get("emotional", [])):
-            why = sentence_problem(entry["utterance"], ctx.labels)
-            if names_a_character(entry["emotion"], characters):
-                why = f"emotion {entry['emotion']!r} is a character's name"
-            if why:
-                problems[f"e{j}"] = why
-        for j, text in enumerate(parsed.get("neutral", [])):
+        seen: set[str] = set()
+        for slot, (text, _, extra) in _slots(parsed).items():
             why = sentence_problem(text, ctx.labels)
+            if not why and plain_words(text) in seen:
+                # A small teacher at temperature 0 writes one sentence again and again; the near-duplicate
+                # check would drop the copies after the call, so ask again for them instead.
+                why = f"utterance {text!r} repeats an earlier sentence of this answer"
+            if "teacher_emotion" in extra and names_a_character(extra["teacher_emotion"], characters):
+                why = f"emotion {extra['teacher_emotion']!r} is a character's name"
             if why:
-                problems[f"n{j}"] = why
+                problems[slot] = why
+            seen.add(plain_words(text))
         return problems
 
     def gates(self, ctx, item, parsed) -> list[str]:

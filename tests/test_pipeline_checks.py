@@ -40,72 +40,64 @@ def test_content_gates_reject_fragments_label_names_copied_definitions_and_chara
     assert not names_a_character("joy", {"felix", "old marta"})
 
 
-def test_the_step_gates_see_the_answer_in_its_context():
+class Felix:
+    name = "Felix"
+
+
+def _small_ctx(engine=None, sampling=None) -> StepContext:
+    """A step context of 2 emotional + 1 neutral utterances over LABELS, for the gates."""
     config = RunConfig(corpus_id=1, taxonomy_id=1, story_ids=[1], emotional=2, neutral=1)
-    ctx = StepContext(1, config, 1, LABELS, {}, {}, None, None)
+    return StepContext(1, config, 1, LABELS, {}, {}, engine, sampling)
 
-    class Someone:
-        name = "Felix"
 
-    utterances = steps.get("utterances")
-    item = Item((Someone(), None), None)
-    answer = {"emotional": [{"emotion": "joy", "utterance": "fur"},
-                            {"emotion": "admiration", "utterance": "What a brave thing she did for us all."}],
-              "neutral": ["I should water the plants before noon."]}
-    assert utterances.gates(ctx, item, answer) == ["utterance 'fur' is not a sentence of at least 3 words"]
+def _utterances(first: str, second: str, neutral: str = "I should water the plants before noon.",
+                emotions=("joy", "admiration")) -> dict:
+    return {"emotional": [{"emotion": emotions[0], "utterance": first}, {"emotion": emotions[1], "utterance": second}],
+            "neutral": [neutral]}
+
+
+BRAVE = "What a brave thing she did for us all."
+FUR_REASON = "utterance 'fur' is not a sentence of at least 3 words"
+
+
+def test_the_step_gates_see_the_answer_in_its_context():
+    ctx = _small_ctx()
+    assert steps.get("utterances").gates(ctx, Item((Felix(), None), None), _utterances("fur", BRAVE)) == [FUR_REASON]
     labels = steps.get("labels")
     assert labels.gates(ctx, Item((None, {"felix"}), None), {"emotions": [{"name": "Felix", "score": 0.5}]}) \
         == ["emotion 'Felix' is a character's name"]
 
 
 def test_an_utterance_that_repeats_another_of_its_answer_is_asked_again():
-    config = RunConfig(corpus_id=1, taxonomy_id=1, story_ids=[1], emotional=2, neutral=1)
-    ctx = StepContext(1, config, 1, LABELS, {}, {}, None, None)
-
-    class Someone:
-        name = "Felix"
-
-    answer = {"emotional": [{"emotion": "joy", "utterance": "The stars shine so brightly tonight."},
-                            {"emotion": "admiration", "utterance": "the stars shine so brightly tonight"}],
-              "neutral": ["I should water the plants before noon."]}
-    assert steps.get("utterances").gates(ctx, Item((Someone(), None), None), answer) == [
+    answer = _utterances("The stars shine so brightly tonight.", "the stars shine so brightly tonight")
+    assert steps.get("utterances").gates(_small_ctx(), Item((Felix(), None), None), answer) == [
         "utterance 'the stars shine so brightly tonight' repeats an earlier sentence of this answer"]
 
 
 def test_a_re_ask_of_utterances_keeps_the_slots_that_passed_and_mends_the_rest():
     from core.pipeline.steps.base import Answer, Gated
 
-    config = RunConfig(corpus_id=1, taxonomy_id=1, story_ids=[1], emotional=2, neutral=1)
-    ctx = StepContext(1, config, 1, LABELS, {}, {}, None, None)
-
-    class Someone:
-        name = "Felix"
-
+    ctx = _small_ctx()
     utterances = steps.get("utterances")
-    item = Item((Someone(), None), None)
-    first = Answer(11, {"emotional": [{"emotion": "joy", "utterance": "fur"},
-                                      {"emotion": "admiration", "utterance": "What a brave thing she did for us all."}],
-                        "neutral": ["I should water the plants before noon."]}, "")
-    second = Answer(12, {"emotional": [{"emotion": "joy", "utterance": "We finally found the lost key together."},
-                                       {"emotion": "fear", "utterance": "fear"}],
-                         "neutral": ["admiration"]}, "")
+    item = Item((Felix(), None), None)
+    first = Answer(11, _utterances("fur", BRAVE), "")
+    second = Answer(12, _utterances("We finally found the lost key together.", "fear", neutral="admiration",
+                                    emotions=("joy", "fear")), "")
     # After the first answer only slot e0 is open; the second fills it, so nothing is asked a third time,
     # although the second answer's own e1 and n0 fail.
-    assert utterances.open_reasons(ctx, item, [first]) == ["utterance 'fur' is not a sentence of at least 3 words"]
+    assert utterances.open_reasons(ctx, item, [first]) == [FUR_REASON]
     assert utterances.open_reasons(ctx, item, [first, second]) == []
     item.kept = Gated(second, [], 2, (first,))
     kept = {slot: (text, answer.request_id, problem) for slot, text, _, _, answer, problem
             in utterances._kept_slots(ctx, item)}
-    assert kept == {"e0": ("We finally found the lost key together.", 12, None),
-                    "e1": ("What a brave thing she did for us all.", 11, None),
+    assert kept == {"e0": ("We finally found the lost key together.", 12, None), "e1": (BRAVE, 11, None),
                     "n0": ("I should water the plants before noon.", 11, None)}
     # A slot no answer filled well keeps the newest utterance with its reason.
-    third = Answer(13, {**second.parsed, "emotional": [{"emotion": "joy", "utterance": "fur"},
-                                                       second.parsed["emotional"][1]]}, "")
+    third = Answer(13, _utterances("fur", "fear", neutral="admiration", emotions=("joy", "fear")), "")
     item.kept = Gated(third, ["..."], 2, (first,))
     kept = {slot: (text, problem) for slot, text, _, _, _, problem in utterances._kept_slots(ctx, item)}
-    assert kept["e0"] == ("fur", "utterance 'fur' is not a sentence of at least 3 words")
-    assert kept["e1"][1] is None and kept["n0"][1] is None
+    assert kept["e0"] == ("fur", FUR_REASON)
+    assert kept["e1"] == (BRAVE, None) and kept["n0"][1] is None
 
 
 def test_a_re_ask_that_gets_no_answer_keeps_what_the_earlier_answer_gave(monkeypatch):
@@ -121,24 +113,18 @@ def test_a_re_ask_that_gets_no_answer_keeps_what_the_earlier_answer_gave(monkeyp
     class Engine:
         name, model = "vllm", "m"
 
-    class Someone:
-        name = "Felix"
-
-    config = RunConfig(corpus_id=1, taxonomy_id=1, story_ids=[1], emotional=2, neutral=1)
-    ctx = StepContext(1, config, 1, LABELS, {}, {}, Engine(), Sampling())
+    ctx = _small_ctx(Engine(), Sampling())
     first = ChatRequest(({"role": "user", "content": "Q"},), Sampling(0.0, 1.0, 50, 7)).with_key("vllm", "m")
-    answer = Answer(21, {"emotional": [{"emotion": "joy", "utterance": "fur"},
-                                       {"emotion": "admiration", "utterance": "What a brave thing she did for us."}],
-                         "neutral": ["I should water the plants before noon."]}, '{"...": 1}')
+    answer = Answer(21, _utterances("fur", BRAVE), '{"...": 1}')
     asked = []
     monkeypatch.setattr(gating, "run_requests", lambda jctx, engine, requests, **kw: asked.append(requests) or RunReport())
     monkeypatch.setattr(gating, "answers", lambda session, requests: {first.key: answer})  # the re-ask: none
     monkeypatch.setattr(gating, "read_session", nullcontext)
     monkeypatch.setattr(gating, "spent", lambda requests, items: {"requests": items, "calls": len(requests)})
-    item = Item((Someone(), None), first)
+    item = Item((Felix(), None), first)
     outcome = gating.ask_gated(None, ctx, steps.get("utterances"), [item], {"validation_attempts": 3}, "")
     assert len(asked) == 2 and asked[1][0].key != first.key  # asked, then re-asked once (that got nothing)
-    assert item.kept.answer is answer and item.kept.rejected == ["utterance 'fur' is not a sentence of at least 3 words"]
+    assert item.kept.answer is answer and item.kept.rejected == [FUR_REASON]
     assert outcome.rejected == 1 and outcome.kept_with_reason == 1
 
 

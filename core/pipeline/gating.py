@@ -77,7 +77,8 @@ def ask_gated(jctx, sctx: StepContext, step: Step, items: list[Item], options: d
 
 def _keep_earlier(sctx: StepContext, step: Step, item: Item, earlier: list, outcome: GateOutcome) -> None:
     """Keep what the answers so far gave, with their open reasons, rather than losing the item."""
-    item.kept = Gated(earlier[-1], step.open_reasons(sctx, item, earlier), len(earlier), tuple(earlier[:-1]))
+    attempts = len(earlier) + 1  # the re-ask that got nothing was asked too
+    item.kept = Gated(earlier[-1], step.open_reasons(sctx, item, earlier), attempts, tuple(earlier[:-1]))
     outcome.kept_with_reason += 1
 
 

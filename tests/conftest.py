@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.db_support import use_new_sqlite
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -76,15 +78,10 @@ def database(request, tmp_path, monkeypatch) -> str:
 @pytest.fixture
 def sqlite_database(tmp_path, monkeypatch) -> str:
     """SQLite only, for tests of SQLite-specific behaviour."""
-    from db.migrate import upgrade
     from db.session import dispose_engines
 
     monkeypatch.setenv("EMOFORGE_HOME", str(tmp_path / "home"))
-    url = f"sqlite:///{tmp_path / 'test.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    dispose_engines()
-    upgrade(url)
-    yield url
+    yield use_new_sqlite(tmp_path / "test.db", monkeypatch)
     dispose_engines()
 
 

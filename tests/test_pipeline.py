@@ -12,6 +12,7 @@ from core.pipeline import steps
 from core.pipeline.plan import contexts_for
 from db.models import Character, Example, ExampleKind, GenerationRun, JobStatus, LLMRequest, RunStatus, Suggestion
 from db.session import read_session
+from tests.db_support import use_new_sqlite
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test also loads vLLM
 
@@ -55,12 +56,16 @@ def _examples(run_id: int, kind: ExampleKind) -> list[Example]:
                                     .order_by(Example.id)))
 
 
-@pytest.fixture
-def sqlite_admin(sqlite_database):
+def _admin():
     from core import auth
 
     auth.ensure_admin("admin", "admin-pass-123")
     return auth.authenticate("admin", "admin-pass-123")
+
+
+@pytest.fixture
+def sqlite_admin(sqlite_database):
+    return _admin()
 
 
 # First in this module: the run's estimate is compared with its spend, on an engine no other module's
@@ -133,7 +138,8 @@ def test_paper_preset_on_one_demo_story(sqlite_admin, teacher, tmp_path, monkeyp
     # answers, and the context pick is keyed by text, so the same utterances get contexts).
     estimate = pipeline.estimate_run(pipeline.prepare_config(config))
     assert estimate.measured_runs == 1
-    repeat_admin = _fresh_sqlite_admin(tmp_path / "repeat.db", monkeypatch)
+    use_new_sqlite(tmp_path / "repeat.db", monkeypatch)
+    repeat_admin = _admin()
     repeat = _paper_config(characters=2, emotional=3)
     assert pipeline.prepare_config(repeat).as_dict() == pipeline.prepare_config(config).as_dict()
     repeat_id = pipeline.create_run(repeat_admin, repeat, name="paper again")
@@ -146,20 +152,6 @@ def test_paper_preset_on_one_demo_story(sqlite_admin, teacher, tmp_path, monkeyp
     tokens = sum(s["prompt_tokens"] + s["completion_tokens"] for s in spent.values())
     assert abs(estimate.calls - calls) <= 0.05 * calls, (estimate, stats["spent"], spent)
     assert abs(estimate.tokens - tokens) <= 0.05 * tokens, (estimate, stats["spent"], spent)
-
-
-def _fresh_sqlite_admin(path, monkeypatch):
-    """Point the app at a new, migrated SQLite database and return its admin."""
-    from core import auth
-    from db.migrate import upgrade
-    from db.session import dispose_engines
-
-    url = f"sqlite:///{path}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    dispose_engines()
-    upgrade(url)
-    auth.ensure_admin("admin", "admin-pass-123")
-    return auth.authenticate("admin", "admin-pass-123")
 
 
 def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenance(sqlite_admin, teacher):

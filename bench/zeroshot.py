@@ -3,7 +3,8 @@ cores with OMP_NUM_THREADS=1 and no alpha sweep, 2026-12-02; about 22-25 minutes
 
 1. Trains the contrastive model (core.train.contrastive, mode "labels") from the bundled all-MiniLM-L6-v2 on
    GoEmotions train texts, each with descriptors made from its labels' names and descriptions (worded at
-   random). GoEmotions is the SOURCE domain: no text or label of a reported set is used in training. CPU time
+   random), and with GoEmotions' published sentiment grouping as three extra labels (positive / negative /
+   ambiguous, from the text's own labels; --no-sentiment-labels leaves them out). GoEmotions is the SOURCE domain: no text or label of a reported set is used in training. CPU time
    is the limit here, so it trains a fixed number of steps (--steps x --batch-size texts). The teacher-only
    path (descriptors written by the LLM, no human label at all) is `bench.distill`.
 2. Predicts zero-shot, over label sets it never trained on, on the 6-class "emotion" test set (2,000
@@ -60,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
                                                          "emobank/")
     parser.add_argument("--save", default=None, help="also save the trained model in this folder")
     parser.add_argument("--load", default=None, help="evaluate a model saved with --save instead of training one")
-    parser.add_argument("--sentiment-labels", action="store_true",
+    parser.add_argument("--sentiment-labels", action=argparse.BooleanOptionalAction, default=True,
                         help="also train on GoEmotions' published sentiment grouping (positive / negative / "
                              "ambiguous, from each text's GoEmotions labels) as extra labels with the taxonomy's "
-                             "descriptions: a valence-aware label side from the source domain only")
+                             "descriptions: a valence-aware label side from the source domain only (default: on, "
+                             "decided before any run with it was scored; --no-sentiment-labels for the 28 alone)")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
 

@@ -72,7 +72,7 @@ def instance(schema: dict[str, Any], answerer: Answerer) -> Any:
 def text(schema: dict[str, Any], answerer: Answerer) -> str:
     """Words of letters and spaces (they satisfy name patterns too), within the length bounds."""
     rng = answerer.rng
-    low, high = schema.get("minLength", 0), schema.get("maxLength", 80)
+    low, high = length_bounds(schema)
     if high <= 64:  # a name
         fits = [name for name in answerer.listed if low <= len(name) <= high and name not in answerer.used]
         name = rng.choice(fits) if fits else f"{rng.choice(WORDS).capitalize()} {rng.choice(WORDS).capitalize()}"
@@ -83,6 +83,18 @@ def text(schema: dict[str, Any], answerer: Answerer) -> str:
     while sum(len(w) + 1 for w in words) < target:
         words.append(rng.choice(WORDS))
     return " ".join(words)[:high].strip().ljust(low, "a").capitalize()
+
+
+PATTERN_BOUNDS = re.compile(r"^\^\[[^\]]+\](?:\[[^\]]+\])\{(\d+),(\d+)\}\$$")  # ^[first][rest]{a,b}$
+
+
+def length_bounds(schema: dict[str, Any]) -> tuple[int, int]:
+    """(min, max) characters: minLength / maxLength, or the bounds EmoForge writes into a name pattern
+    (xgrammar does not take maxLength beside a pattern, so names carry theirs as `^[A-Za-z][...]{1,31}$`)."""
+    bounded = PATTERN_BOUNDS.match(schema.get("pattern", ""))
+    if bounded:
+        return int(bounded.group(1)) + 1, int(bounded.group(2)) + 1
+    return schema.get("minLength", 0), schema.get("maxLength", 80)
 
 
 def answer(body: bytes) -> bytes:

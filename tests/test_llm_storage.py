@@ -47,12 +47,23 @@ def test_each_paragraph_is_stored_once_and_requests_read_back_whole(admin):
         paragraphs = session.scalar(select(func.count()).select_from(LLMText))
         request_bytes = sum(len(str(r)) for r in session.scalars(select(LLMRequest.request)))
     # once: the system prompt, the label list (a long paragraph stays whole), the blank line, the
-    # question, the schema; then one line per text
-    assert paragraphs == 5 + len(texts)
-    assert request_bytes < 200 * len(texts) < len(LABELS) * len(texts)  # ids and sampling, not the prompts
+    # question, the schema; the line of each text, used by one request only, stays inline in it
+    assert paragraphs == 5
+    assert request_bytes < 250 * len(texts) < len(LABELS) * len(texts)  # ids, one line and sampling
     unanswered = unanswered_requests(admin, job_id)
     assert [u.prompt for u in unanswered] == [labelling(t).messages[-1]["content"] for t in texts]
     assert unanswered[0].error == "HTTP 500 from the server: busy 0" and unanswered[0].attempts == 2
+
+
+def test_a_line_one_request_uses_is_stored_by_id_once_a_later_batch_shares_it(admin):
+    stored_failures(admin, [labelling("The flour is gone again.")])  # a batch of one: short lines inline
+    with read_session() as session:
+        assert session.scalar(select(func.count()).select_from(LLMText)) == 2  # the schema, the long label list
+    job_id = stored_failures(admin, [labelling("The flour is gone again."), labelling("The mill stopped.")])
+    with read_session() as session:
+        assert session.scalar(select(func.count()).select_from(LLMText)) == 5  # the shared lines, by id now
+    assert [u.prompt for u in unanswered_requests(admin, job_id)] == [
+        labelling(t).messages[-1]["content"] for t in ("The flour is gone again.", "The mill stopped.")]
 
 
 def test_requests_stored_in_full_before_compaction_still_read_back(admin):

@@ -5,7 +5,9 @@ story's characters, the same label definitions for every utterance. So a message
 ids of its parts in `llm_texts`, each part once, and the output schema likewise; the request row
 keeps only those ids and the sampling. A part is a line, except that a long paragraph (a list of
 label definitions) stays whole: a template's short lines that hold a variable then cost their own
-line only, and a list costs one id. The cache key still hashes the full messages
+line only, and a list costs one id. A part that only one request of the batch uses and that is not
+stored yet (the line holding this utterance, say) stays inline in the request as a string when it
+is short: a row of its own, with its hash and two index entries, would cost several times its text. The cache key still hashes the full messages
 (core.llm.types.request_key), so what is stored never changes what is asked.
 
 An answer's parsed value is stored only where it differs from its raw JSON text (a validator that
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -29,6 +32,9 @@ from db.models import LLMText
 
 LINE = "\n"
 WHOLE_PARAGRAPH_LINES = 8  # a paragraph of more lines (a list) is one part
+# A longer part used once is stored by id all the same: a passage, asked again for each of a story's
+# characters in later batches (and on re-asks), or a context, asked again by the next steps.
+INLINE_CHARS = 240
 
 
 def parts(content: str) -> list[str]:
@@ -66,15 +72,18 @@ def _texts_of(request: ChatRequest) -> list[str]:
     return texts
 
 
-def text_ids(session: Session, texts: Iterable[str]) -> dict[str, int]:
-    """hash -> id for these texts, inserting the ones not stored yet (two round trips, any number of texts)."""
+def text_ids(session: Session, texts: Iterable[str], shared: Callable[[str], bool] = lambda text: True
+             ) -> dict[str, int]:
+    """hash -> id for these texts: the stored ones, and those `shared` says to store (inserted now).
+
+    Two round trips, any number of texts."""
     by_hash = {text_hash(text): text for text in texts}
     ids: dict[str, int] = {}
     hashes = list(by_hash)
     for start in range(0, len(hashes), 1000):
         chunk = hashes[start:start + 1000]
         ids.update(session.execute(select(LLMText.hash, LLMText.id).where(LLMText.hash.in_(chunk))).tuples().all())
-    missing = [{"hash": h, "text": by_hash[h]} for h in hashes if h not in ids]
+    missing = [{"hash": h, "text": by_hash[h]} for h in hashes if h not in ids and shared(by_hash[h])]
     if missing:
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         # Another worker may store the same paragraph meanwhile: keep its row, read the ids after.
@@ -87,12 +96,15 @@ def text_ids(session: Session, texts: Iterable[str]) -> dict[str, int]:
 
 
 def compact_requests(session: Session, requests: Sequence[ChatRequest]) -> list[dict[str, Any]]:
-    """Each request as {"messages": [[role, [text id...]]...], "sampling": [...], "schema": id}."""
-    ids = text_ids(session, (text for request in requests for text in _texts_of(request)))
+    """Each request as {"messages": [[role, [text id or inline text...]]...], "sampling": [...], "schema": id}."""
+    texts = [_texts_of(request) for request in requests]
+    uses = Counter(text for of_request in texts for text in set(of_request))
+    schemas = {_schema_text(request.schema) for request in requests if request.schema}  # always by id
+    ids = text_ids(session, uses, shared=lambda text: uses[text] > 1 or len(text) > INLINE_CHARS or text in schemas)
     compact = []
     for request in requests:
         messages = [[message.get("role", "user"),
-                     [ids[text_hash(part)] for part in parts(str(message.get("content", "")))]]
+                     [ids.get(text_hash(part), part) for part in parts(str(message.get("content", "")))]]
                     for message in request.messages]
         compact.append({"messages": messages, "sampling": compact_sampling(request.sampling),
                         "schema": ids[text_hash(_schema_text(request.schema))] if request.schema else None})
@@ -116,7 +128,7 @@ def stored_sampling(stored: dict[str, Any] | None) -> dict[str, Any]:
 def full_messages(session: Session, stored: Sequence[dict[str, Any]]) -> list[list[dict[str, str]]]:
     """The messages of stored requests, compact or (stored before compaction) in full."""
     wanted = {i for request in stored for message in (request or {}).get("messages") or []
-              if isinstance(message, list) for i in message[1]}
+              if isinstance(message, list) for i in message[1] if isinstance(i, int)}
     texts: dict[int, str] = {}
     ordered = sorted(wanted)
     for start in range(0, len(ordered), 1000):
@@ -128,7 +140,8 @@ def full_messages(session: Session, stored: Sequence[dict[str, Any]]) -> list[li
         for message in (request or {}).get("messages") or []:
             if isinstance(message, list):
                 role, ids = message
-                messages.append({"role": role, "content": LINE.join(texts.get(i, "") for i in ids)})
+                messages.append({"role": role, "content": LINE.join(
+                    part if isinstance(part, str) else texts.get(part, "") for part in ids)})
             else:
                 messages.append(dict(message))
         result.append(messages)

@@ -128,6 +128,34 @@ def test_a_re_ask_that_gets_no_answer_keeps_what_the_earlier_answer_gave(monkeyp
     assert outcome.rejected == 1 and outcome.kept_with_reason == 1
 
 
+def test_each_re_ask_holds_the_first_question_and_only_the_newest_rejected_answer(monkeypatch):
+    """Appending every rejected answer made a third attempt outgrow the bundled teacher's 2,048 tokens."""
+    from contextlib import nullcontext
+
+    from core.llm.runner import RunReport
+    from core.llm.types import ChatRequest, Sampling
+    from core.pipeline import gating
+    from core.pipeline.steps.base import Answer
+
+    class Engine:
+        name, model = "vllm", "m"
+
+    ctx = _small_ctx(Engine(), Sampling())
+    first = ChatRequest(({"role": "user", "content": "Q"},), Sampling(0.0, 1.0, 50, 7)).with_key("vllm", "m")
+    asked = []
+    monkeypatch.setattr(gating, "run_requests", lambda jctx, engine, requests, **kw: asked.append(requests) or RunReport())
+    monkeypatch.setattr(gating, "answers", lambda session, requests: {  # every answer has the same bad slot
+        r.key: Answer(len(asked), _utterances("fur", BRAVE), f'{{"answer": {len(asked)}}}') for r in requests})
+    monkeypatch.setattr(gating, "read_session", nullcontext)
+    monkeypatch.setattr(gating, "spent", lambda requests, items: {"requests": items, "calls": len(requests)})
+    item = Item((Felix(), None), first)
+    gating.ask_gated(None, ctx, steps.get("utterances"), [item], {"validation_attempts": 3}, "")
+    third = asked[2][0]
+    assert len(asked) == 3 and len(third.messages) == len(first.messages) + 2
+    assert third.messages[0] == first.messages[0]
+    assert third.messages[1] == {"role": "assistant", "content": '{"answer": 2}'}  # the second answer only
+
+
 def test_a_rejected_answer_is_asked_again_with_its_reasons_so_greedy_decoding_can_change():
     from core.llm.types import ChatRequest, Sampling
 

@@ -2,7 +2,7 @@
 
 A schema-valid answer that fails a step's gates (an "utterance" of one word, a copied label definition,
 a character's name where an emotion belongs) is asked again like a schema failure: the same question
-with the rejected answer and the reasons (a changed prompt, so greedy decoding can answer otherwise).
+with the newest rejected answer and the reasons (a changed prompt, so greedy decoding can answer otherwise).
 After the last attempt (or when a re-ask gets no answer) the answer is kept with its reasons. Every re-ask is an ordinary cached request,
 so a resumed or repeated run replays the same chain from the cache.
 """
@@ -69,7 +69,9 @@ def ask_gated(jctx, sctx: StepContext, step: Step, items: list[Item], options: d
                 outcome.kept_with_reason += bool(reasons)
             else:
                 history[index].append(answer)
-                following[index] = reask(request, answer.raw_text, reasons, sctx.engine)
+                # From the first question, with only the newest answer: a chain of re-asks that appended
+                # every rejected answer outgrew the model's context (2,048 tokens for the bundled teacher).
+                following[index] = reask(items[index].request, answer.raw_text, reasons, sctx.engine)
         current = following
     outcome.spent = spent(asked, len(items))
     return outcome

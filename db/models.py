@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -377,11 +378,15 @@ class Suggestion(Base):
     """A proposed label with a score, from an agent (model@version or a user)."""
 
     __tablename__ = "suggestions"
-    __table_args__ = (Index("ix_suggestions_example_agent", "example_id", "agent"),)
+    # A run writes five suggestions per example, so every index entry counts: the example's few rows are
+    # filtered by agent after the look-up, and only suggestions outside the taxonomy are found by name.
+    __table_args__ = (Index("ix_suggestions_example_id", "example_id"),
+                      Index("ix_suggestions_oot_name", "oot_name", postgresql_where=sql_text("oot_name IS NOT NULL"),
+                            sqlite_where=sql_text("oot_name IS NOT NULL")))
     id: Mapped[int] = mapped_column(primary_key=True)
     example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"))
     label_id: Mapped[Optional[int]] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), index=True)
-    oot_name: Mapped[Optional[str]] = mapped_column(String(128), index=True)  # set when outside the taxonomy
+    oot_name: Mapped[Optional[str]] = mapped_column(String(128))  # set when outside the taxonomy
     score: Mapped[float] = mapped_column(Float)
     agent: Mapped[str] = mapped_column(String(255))
     llm_request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("llm_requests.id", ondelete="SET NULL"))

@@ -1,6 +1,6 @@
 """Zero-shot contrastive model, strictly zero-shot: `python -m bench.zeroshot` (24.8 minutes measured on 2 CPU cores
-with OMP_NUM_THREADS=1 and no alpha sweep, 2026-12-03; 34 minutes on a busier day; each alpha of the sweep adds
-about 2 minutes of scoring).
+with OMP_NUM_THREADS=1 and no alpha sweep, 2026-12-03, of which 22.8 training; 34 minutes on a busier day; the alpha sweep scores every
+set again per alpha).
 
 1. Trains the contrastive model (core.train.contrastive, mode "labels") from the bundled all-MiniLM-L6-v2 on
    GoEmotions train texts, each with descriptors made from its labels' names and descriptions (worded at

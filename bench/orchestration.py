@@ -7,8 +7,9 @@ answer). What is left of the time is EmoForge's: building requests, the cache lo
 validation, storing answers and examples, progress.
 
 The corpus is synthetic (stories of ~300 random words, one passage each), sized with the run's own
-cost estimate to at least `--calls` calls (default 50,000). The run goes once on PostgreSQL (a fresh
-schema in the database of `--postgres`, dropped afterwards) and once on SQLite (a temp file).
+cost estimate, calibrated by a run on 4 other stories first, to at least `--calls` calls (default
+50,000). The run goes once on PostgreSQL (a fresh schema in the database of `--postgres`, dropped
+afterwards) and once on SQLite (a temp file).
 
   calls_per_s          LLM calls answered / wall time of the worker's job, PostgreSQL (goal >= 1000)
   db_bytes_per_call    growth of the schema's tables, indexes and TOAST during the run / calls (goal <= 1500)
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import subprocess
@@ -41,6 +43,7 @@ from pathlib import Path
 
 DEFAULT_POSTGRES = "postgresql+psycopg://root@127.0.0.1:5432/test"
 STORY_WORDS = 300
+PROBE_STORIES = 4
 
 
 @contextmanager
@@ -81,7 +84,7 @@ def set_up(database_url: str, home: Path, endpoints: list[str], calls: int, args
     """Migrate, seed, import a corpus big enough for `calls`, save the engine settings; (run id, estimated calls)."""
     os.environ["DATABASE_URL"] = database_url
     os.environ["EMOFORGE_HOME"] = str(home)
-    from core import auth, corpus, taxonomy
+    from core import auth, corpus, taxonomy, worker
     from core.llm import settings as engine_settings
     from core.pipeline import run as pipeline
     from db.migrate import upgrade
@@ -101,9 +104,13 @@ def set_up(database_url: str, home: Path, endpoints: list[str], calls: int, args
         story_ids = [row.id for row in corpus.list_stories(report.corpus_id, limit=100_000)[0]]
         return pipeline.RunConfig(corpus_id=report.corpus_id, taxonomy_id=goemotions, story_ids=story_ids, seed=0)
 
-    probe = corpus.import_files(admin, "probe", [("probe.jsonl", synthetic_stories(1, 0))])
-    per_story = pipeline.estimate_run(config_for(probe)).calls
-    stories = -(-calls // per_story)
+    # A calibration run on a few stories first, as a user's earlier run would: with no earlier run the
+    # estimate is an upper bound (every character and utterance kept), and the run would fall short of `calls`.
+    probe = corpus.import_files(admin, "probe", [("probe.jsonl", synthetic_stories(PROBE_STORIES, 0))])
+    pipeline.create_run(admin, config_for(probe), name="calibration")
+    worker.serve(once=True)
+    per_story = pipeline.estimate_run(config_for(probe)).calls / PROBE_STORIES
+    stories = math.ceil(calls * 1.03 / per_story)  # a little over: stories vary around the measured mean
     report = corpus.import_files(admin, "bench", [("bench.jsonl", synthetic_stories(stories, 1))])
     config = config_for(report)
     estimated = pipeline.estimate_run(config).calls
@@ -125,7 +132,7 @@ def database_bytes(database_url: str, schema: str | None) -> dict[str, int]:
         return dict(connection.execute(text(
             "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relkind = 'r'"),
-            {"schema": schema}).tuples().all())
+            {"schema": schema}).all())
 
 
 def growth(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

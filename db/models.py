@@ -367,11 +367,22 @@ class Example(Base):
     llm_request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("llm_requests.id", ondelete="SET NULL"))
     raw_output: Mapped[Optional[str]] = mapped_column(Text)
     target_emotion: Mapped[Optional[str]] = mapped_column(String(128))  # what generation was steered to
-    expressiveness: Mapped[Optional[float]] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(255), default="")  # imported data set name / file
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # curation: pending|accepted|rejected
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Expressiveness(Base):
+    """How strongly a context-less example expresses emotion (0-1), as the teacher rated it with its labels.
+
+    A row of its own, written once when the labels arrive: updating a column of the example instead wrote
+    a second copy of every example row and of its index entries (PostgreSQL keeps the old version)."""
+
+    __tablename__ = "expressiveness"
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    llm_request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("llm_requests.id", ondelete="SET NULL"))
 
 
 class Suggestion(Base):

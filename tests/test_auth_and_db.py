@@ -126,3 +126,40 @@ def test_foreign_keys_cascade(database, admin):
         session.execute(text("DELETE FROM corpora"))
     with read_session() as session:
         assert session.scalar(text("SELECT count(*) FROM passages")) == 0
+
+
+def _insert(url: str, *statements: str) -> None:
+    from db.session import dispose_engines
+
+    with get_engine(url).begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+    dispose_engines()
+
+
+def test_upgrading_an_old_sqlite_database_keeps_rows_that_reference_a_rebuilt_table(tmp_path):
+    """SQLite rebuilds a table to alter it (copy, DROP the old one): with foreign keys on, that DROP deleted
+    every row referencing it ON DELETE CASCADE. Upgrading past 0012 (models rebuilt) lost every evaluation."""
+    from alembic import command
+
+    from db.migrate import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0011")
+    _insert(url, "INSERT INTO models (name, kind, path, dataset_hash, labels, thresholds, config, metrics, created_at) "
+                 "VALUES ('m', 'classifier', '/m', 'h', '[]', '{}', '{}', '{}', CURRENT_TIMESTAMP)",
+            "INSERT INTO evaluations (model_id, benchmark, figures, created_at) VALUES (1, 'b', '{}', CURRENT_TIMESTAMP)",
+            "INSERT INTO examples (kind, text, stage, source, meta, status, created_at, expressiveness) "
+            "VALUES ('contextless', 'a', 'utterances', '', '{}', 'pending', CURRENT_TIMESTAMP, 0.7)",
+            "INSERT INTO examples (kind, text, stage, source, meta, status, created_at, expressiveness, parent_id) "
+            "VALUES ('contextual', 'b', 'clean', '', '{}', 'pending', CURRENT_TIMESTAMP, 0.7, 1)")
+    upgrade(url)
+    with get_engine(url).connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM evaluations")).scalar() == 1
+        # 0016: the context-less example's expressiveness moved to its own table (the contextual copy is read
+        # from the parent)
+        assert connection.execute(text("SELECT example_id, value FROM expressiveness")).all() == [(1, 0.7)]
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on for the application
+    command.downgrade(alembic_config(url), "0015")  # and back: each example gets its value again
+    with get_engine(url).connect() as connection:
+        assert connection.execute(text("SELECT id, expressiveness FROM examples ORDER BY id")).all() == [(1, 0.7), (2, 0.7)]

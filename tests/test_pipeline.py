@@ -180,7 +180,10 @@ def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenan
         assert source["templates"]["targeted_utterances"] == versions["targeted_utterances"]["version"]
         assert source["model"] == teacher.model and source["sampling"]["seed"] == example.meta["seed"]
         assert source["messages"][-1]["role"] == "user"
-        assert example.expressiveness is not None and 0 <= example.expressiveness <= 1
+    # the teacher's expressiveness, rated with the labels; a contextual example shows its parent's
+    rated = {row.id: row.expressiveness for row in runs.run_examples(admin, run_id, limit=10_000)[0]}
+    assert all(rated[e.id] is not None and 0 <= rated[e.id] <= 1 for e in plain)
+    assert all(rated[e.id] == rated[e.parent_id] for e in contextual)
     parents = {e.id: e for e in plain}
     for example in contextual:
         assert example.parent_id in parents and example.context and example.raw_context

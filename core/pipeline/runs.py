@@ -13,7 +13,8 @@ from core import labels as label_store
 from core.auth import Actor, require_admin
 from core.pipeline import steps as registry
 from core.pipeline.plan import RunConfig
-from db.models import Character, Example, ExampleKind, GenerationRun, Job, Label, LLMRequest, Suggestion, User
+from db.models import (Character, Example, ExampleKind, Expressiveness, GenerationRun, Job, Label, LLMRequest,
+                       Suggestion, User)
 from db.session import read_session
 
 
@@ -185,15 +186,27 @@ def run_examples(actor: Actor | None, run_id: int, kind: str | None = None, offs
                                .where(*where).order_by(Example.id).offset(offset).limit(limit)).tuples().all()
         run = session.get(GenerationRun, run_id)
         versions = template_versions_of(run)
+        rated = expressiveness_of(session, [e.parent_id or e.id for e, _, _ in rows])
     ids = [example.id for example, _, _ in rows]
     scores = label_store.teacher_scores(ids)
     oot = label_store.oot_names(ids)
     cut = label_store.threshold()
     return [ExampleRow(e.id, e.kind.value, name or "", e.target_emotion, e.text, e.context,
                        label_store.labels_from_scores(scores.get(e.id, {}), cut), scores.get(e.id, {}),
-                       [f"{n} ({a})" for n, a in oot.get(e.id, [])], e.expressiveness, (e.meta or {}).get("flags", []),
-                       _provenance(e, model, versions))
+                       [f"{n} ({a})" for n, a in oot.get(e.id, [])], rated.get(e.parent_id or e.id),
+                       (e.meta or {}).get("flags", []), _provenance(e, model, versions))
             for e, name, model in rows], total
+
+
+def expressiveness_of(session, example_ids: list[int]) -> dict[int, float]:
+    """example id -> the teacher's expressiveness (rated with the context-less example's labels; a
+    contextual example shows its parent's)."""
+    wanted = sorted(set(example_ids))
+    rated: dict[int, float] = {}
+    for start in range(0, len(wanted), 1000):
+        rated.update(session.execute(select(Expressiveness.example_id, Expressiveness.value).where(
+            Expressiveness.example_id.in_(wanted[start:start + 1000]))).tuples().all())
+    return rated
 
 
 def template_versions_of(run: GenerationRun | None) -> dict[str, int]:
@@ -256,7 +269,8 @@ def compare_runs(actor: Actor | None, run_ids: list[int]) -> list[dict[str, Any]
         with read_session() as session:
             steered = Counter(session.scalars(select(Example.target_emotion).where(
                 Example.run_id == run_id, Example.kind == ExampleKind.contextless)))
-            plain = session.execute(select(Example.id, Example.text, Example.expressiveness).where(
+            plain = session.execute(select(Example.id, Example.text, Expressiveness.value)
+                                    .outerjoin(Expressiveness, Expressiveness.example_id == Example.id).where(
                 Example.run_id == run_id, Example.kind == ExampleKind.contextless)).tuples().all()
             oot = session.scalar(select(func.count()).select_from(Suggestion).join(Example).where(
                 Example.run_id == run_id, Example.kind == ExampleKind.contextless, Suggestion.oot_name.is_not(None)))

@@ -92,7 +92,7 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
             passage_id=parent.passage_id, story_id=parent.story_id, run_id=ctx.run_id, stage=step.stage,
             parent_id=parent.id, taxonomy_id=ctx.taxonomy_id, template_id=ctx.templates[step.template_stage].id,
             llm_request_id=(final or clean).answer.request_id,
-            target_emotion=parent.target_emotion, expressiveness=parent.expressiveness,
+            target_emotion=parent.target_emotion,
             meta={"slot": (parent.meta or {}).get("slot"), "variant": variant, "flags": flags,
                   "teacher_emotion": (parent.meta or {}).get("teacher_emotion"),
                   "seed": clean_request(clean, final).sampling.seed,

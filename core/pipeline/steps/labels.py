@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, create_model
-from sqlalchemy import select, update
+from sqlalchemy import insert, select
 
 from core import labels as label_store
 from core.pipeline.steps.base import NAME_PATTERN, Item, Step, Strict, character_names, names_a_character
-from db.models import Character, Example, ExampleKind, Story
+from db.models import Character, Example, ExampleKind, Expressiveness, Story
 
 
 def score_type(step: float):
@@ -76,10 +76,10 @@ class LabelsStep(Step):
     def store(self, ctx, session, items) -> dict[str, int]:
         """Soft labels and expressiveness for each answered example (a character's name is never a label)."""
         ids = [item.subject[0].id for item in items if item.kept is not None]
-        pending = set()
+        pending = set(ids)  # an example labelled before (a resumed stage) has its expressiveness row
         for start in range(0, len(ids), 500):
-            pending.update(session.scalars(select(Example.id).where(Example.id.in_(ids[start:start + 500]),
-                                                                    Example.expressiveness.is_(None))))
+            pending.difference_update(session.scalars(select(Expressiveness.example_id).where(
+                Expressiveness.example_id.in_(ids[start:start + 500]))))
         fresh = [item for item in items if item.kept is not None and item.subject[0].id in pending]
         scored = [label_store.Scored(item.subject[0].id,
                                      [label_store.ScoredName(e["name"], e["score"])
@@ -87,10 +87,11 @@ class LabelsStep(Step):
                                       if not names_a_character(e["name"], item.subject[1])],
                                      item.kept.answer.request_id) for item in fresh]
         oot = label_store.add_suggestions_many(session, ctx.taxonomy_id, scored, agent=ctx.agent)
-        # One executemany by primary key; the meta is rewritten only where the gates flagged the answer.
-        session.execute(update(Example), [{"id": item.subject[0].id,
-                                           "expressiveness": float(item.kept.answer.parsed.get("expressiveness", 0.0))}
-                                          for item in fresh])
+        # One executemany insert; the example's meta is rewritten only where the gates flagged the answer.
+        if fresh:
+            session.execute(insert(Expressiveness), [
+                {"example_id": item.subject[0].id, "llm_request_id": item.kept.answer.request_id,
+                 "value": float(item.kept.answer.parsed.get("expressiveness", 0.0))} for item in fresh])
         for item in fresh:
             if item.kept.rejected:
                 row = session.get(Example, item.subject[0].id)

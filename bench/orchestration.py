@@ -19,11 +19,10 @@ afterwards) and once on SQLite (a temp file).
                        is calls / (time - encoder_seconds): the orchestration's own ceiling
   llm_layer_calls_per_s  one `llm_generate` job (requests in, answers cached; no pipeline stores), PostgreSQL
 
-Running time (measured 2026-12-02 on our shared 2-core machine, load average 9-14, null endpoints,
-worker and PostgreSQL on the same two cores): `--calls 3000 --llm-layer-calls 2000` took 92 s (PostgreSQL
-run 48 s at 56 calls/s, 41 s of it in the sentence encoder; SQLite run 30 s). At the defaults (2 x 50,000
-calls) expect roughly 20-30 minutes here; the encoder's share grows with the utterances and contexts. The last
-line is one JSON object.
+Running time: at the defaults (2 x 50,000 calls and the 20,000-call LLM layer job) 4 min 12 s, measured
+2026-12-03 on a quiet 2-core machine (null endpoints, worker and PostgreSQL on the same two cores; the
+PostgreSQL run 123 s, the SQLite run 106 s). On 2026-12-02, with two other benchmarks on the same cores,
+`--calls 3000 --llm-layer-calls 2000` took 92 s. The last line is one JSON object.
 """
 
 from __future__ import annotations

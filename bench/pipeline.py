@@ -1,4 +1,4 @@
-"""The Emo Pillars pipeline at its defaults: `python -m bench.pipeline` (5 min 8 s on a quiet 2-core CPU, 2026-12-03).
+"""The Emo Pillars pipeline at its defaults: `python -m bench.pipeline` (5 min 2 s on a quiet 2-core CPU, 2026-12-03).
 
 Five demo stories, the GoEmotions taxonomy, the default preset "Emo Pillars (paper)" (up to 15 characters
 per story, one call per character for 8 emotional + 2 neutral utterances, contexts for a third), the default

@@ -137,12 +137,6 @@ class VLLMEngine:
                 )
         return [r for r in results if r is not None]
 
-    def reset_prefix_cache(self) -> None:
-        """Forget the cached prompt prefixes. Greedy answers on the CPU can differ by a token when a prompt's
-        prefix comes from the cache rather than a fresh prefill, so a run that must repeat an earlier one
-        exactly starts from the same (empty) cache."""
-        self.llm.reset_prefix_cache()
-
     def close(self) -> None:
         del self.llm
 

@@ -7,8 +7,9 @@ keeps only those ids and the sampling. A part is a line, except that a long para
 label definitions) stays whole: a template's short lines that hold a variable then cost their own
 line only, and a list costs one id. A part that only one request of the batch uses and that is not
 stored yet (the line holding this utterance, say) stays inline in the request as a string when it
-is short: a row of its own, with its hash and two index entries, would cost several times its text. The cache key still hashes the full messages
-(core.llm.types.request_key), so what is stored never changes what is asked.
+is short: a row of its own, with its hash and two index entries, would cost several times its text.
+The cache key still hashes the full messages (core.llm.types.request_key), so what is stored never
+changes what is asked.
 
 An answer's parsed value is stored only where it differs from its raw JSON text (a validator that
 normalised it); otherwise the raw text alone holds it, and `stored_answer` reads it back.

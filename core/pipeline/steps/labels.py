@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, create_model
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core import labels as label_store
 from core.pipeline.steps.base import NAME_PATTERN, Item, Step, Strict, character_names, names_a_character
@@ -87,9 +89,11 @@ class LabelsStep(Step):
                                       if not names_a_character(e["name"], item.subject[1])],
                                      item.kept.answer.request_id) for item in fresh]
         oot = label_store.add_suggestions_many(session, ctx.taxonomy_id, scored, agent=ctx.agent)
-        # One executemany insert; the example's meta is rewritten only where the gates flagged the answer.
+        # One executemany insert (a row another worker wrote first stays); the example's meta is rewritten
+        # only where the gates flagged the answer.
         if fresh:
-            session.execute(insert(Expressiveness), [
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            session.execute(insert(Expressiveness).on_conflict_do_nothing(index_elements=[Expressiveness.example_id]), [
                 {"example_id": item.subject[0].id, "llm_request_id": item.kept.answer.request_id,
                  "value": float(item.kept.answer.parsed.get("expressiveness", 0.0))} for item in fresh])
         for item in fresh:

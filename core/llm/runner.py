@@ -20,8 +20,6 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.jobs import JobContext
@@ -30,7 +28,7 @@ from core.llm.stored import compact_requests, full_messages, parsed_to_store, st
 from core.llm.structured import parse_answer
 from core.llm.types import ChatRequest, ChatResult
 from db.models import LLMRequest, utcnow
-from db.session import read_session
+from db.session import dialect_insert, read_session
 
 
 @dataclass
@@ -194,8 +192,7 @@ def store(session: Session, outcomes: Sequence[Outcome], engine: Engine, *, stag
         "attempts": o.attempts, "prompt_tokens": o.result.prompt_tokens, "completion_tokens": o.completion_tokens,
         "finish_reason": o.result.finish_reason, "completed_at": now, "created_at": now, "request": request,
     } for o, request in zip(outcomes, compact)]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(LLMRequest)
+    statement = dialect_insert(session, LLMRequest)
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=[LLMRequest.key],

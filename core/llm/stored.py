@@ -24,12 +24,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.llm.types import ChatRequest
 from db.models import LLMText
+from db.session import dialect_insert
 
 LINE = "\n"
 WHOLE_PARAGRAPH_LINES = 8  # a paragraph of more lines (a list) is one part
@@ -86,9 +85,8 @@ def text_ids(session: Session, texts: Iterable[str], shared: Callable[[str], boo
         ids.update(session.execute(select(LLMText.hash, LLMText.id).where(LLMText.hash.in_(chunk))).tuples().all())
     missing = [{"hash": h, "text": by_hash[h]} for h in hashes if h not in ids and shared(by_hash[h])]
     if missing:
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         # Another worker may store the same paragraph meanwhile: keep its row, read the ids after.
-        session.execute(insert(LLMText).on_conflict_do_nothing(index_elements=[LLMText.hash]), missing)
+        session.execute(dialect_insert(session, LLMText).on_conflict_do_nothing(index_elements=[LLMText.hash]), missing)
         fresh = [row["hash"] for row in missing]
         for start in range(0, len(fresh), 1000):
             ids.update(session.execute(select(LLMText.hash, LLMText.id)

@@ -6,12 +6,11 @@ from typing import Literal
 
 from pydantic import Field, create_model
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core import labels as label_store
 from core.pipeline.steps.base import NAME_PATTERN, Item, Step, Strict, character_names, names_a_character
 from db.models import Character, Example, ExampleKind, Expressiveness, Story
+from db.session import dialect_insert
 
 
 def score_type(step: float):
@@ -92,8 +91,7 @@ class LabelsStep(Step):
         # One executemany insert (a row another worker wrote first stays); the example's meta is rewritten
         # only where the gates flagged the answer.
         if fresh:
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            session.execute(insert(Expressiveness).on_conflict_do_nothing(index_elements=[Expressiveness.example_id]), [
+            session.execute(dialect_insert(session, Expressiveness).on_conflict_do_nothing(index_elements=[Expressiveness.example_id]), [
                 {"example_id": item.subject[0].id, "llm_request_id": item.kept.answer.request_id,
                  "value": float(item.kept.answer.parsed.get("expressiveness", 0.0))} for item in fresh])
         for item in fresh:

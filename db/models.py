@@ -56,6 +56,20 @@ class UTC(TypeDecorator):
         return value
 
 
+class HexKey(TypeDecorator):
+    """A hash kept as raw bytes (half the room of its hex text, in the row and in its index), read
+    and written as hex: the code compares and logs hex strings."""
+
+    impl = LargeBinary(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[str], dialect):
+        return None if value is None else bytes.fromhex(value)
+
+    def process_result_value(self, value: Optional[bytes], dialect):
+        return None if value is None else bytes(value).hex()
+
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -301,7 +315,7 @@ class LLMRequest(Base):
 
     __tablename__ = "llm_requests"
     id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(64), unique=True)
+    key: Mapped[str] = mapped_column(HexKey, unique=True)  # core.llm.types.request_key: 32 hex digits
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("generation_runs.id", ondelete="SET NULL"), index=True)
     job_id: Mapped[Optional[int]] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)  # last job
     stage: Mapped[str] = mapped_column(String(64), default="")
@@ -313,7 +327,7 @@ class LLMRequest(Base):
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | ok | invalid | error
     raw_text: Mapped[Optional[str]] = mapped_column(Text)
-    parsed: Mapped[Optional[Any]] = mapped_column(JSON)
+    parsed: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True))  # SQL NULL, not a JSON null, when absent
     error: Mapped[Optional[str]] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 
@@ -135,6 +136,39 @@ def _insert(url: str, *statements: str) -> None:
         for statement in statements:
             connection.execute(text(statement))
     dispose_engines()
+
+
+def test_cache_keys_keep_their_answers_through_the_move_to_16_bytes(database):
+    """0017 cuts each 64-digit key to its first 32 digits, stored as bytes: what request_key gives now, so
+    an answer cached before the upgrade is still found (on SQLite through a table rebuild)."""
+    from alembic import command
+
+    from core.llm.runner import answered_keys
+    from core.llm.types import ChatRequest, request_key
+    from db.migrate import alembic_config, upgrade
+    from db.session import dispose_engines
+
+    request = ChatRequest(({"role": "user", "content": "How does the miller feel?"},))
+    command.downgrade(alembic_config(database), "0016")
+    dispose_engines()
+    old_key = _old_key("openai", "m", request)
+    _insert(database, "INSERT INTO llm_requests (key, stage, engine, model, request, status, raw_text, attempts, "
+                      "prompt_tokens, completion_tokens, created_at) VALUES "
+                      f"('{old_key}', 'labels', 'openai', 'm', '{{}}', 'ok', 'calm', 1, 0, 0, CURRENT_TIMESTAMP)")
+    upgrade(database)
+    dispose_engines()
+    key = request_key("openai", "m", request)
+    assert key == old_key[:32]
+    assert answered_keys([key]) == {key}
+
+
+def _old_key(engine: str, model: str, request) -> str:
+    """A key as request_key made it before 0017: the whole SHA-256."""
+    import json
+
+    material = {"engine": engine, "model": model, "messages": list(request.messages),
+                "sampling": request.sampling.as_dict(), "schema": request.schema}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def test_upgrading_an_old_sqlite_database_keeps_rows_that_reference_a_rebuilt_table(tmp_path):

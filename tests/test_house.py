@@ -65,6 +65,24 @@ def test_embed_gives_unit_rows_in_input_order_and_an_empty_matrix_for_no_text(co
     assert len(counted_loads) == 1
 
 
+def test_the_pipelines_bf16_encoding_stays_within_a_hair_of_fp32_and_can_be_turned_off(monkeypatch):
+    """precision "auto" (the pipeline's near-duplicates and context similarity) uses bfloat16 where the CPU
+    has it natively; the similarities it decides on stay within 0.01 of fp32's."""
+    texts = ["I can't believe you remembered my birthday!", "The storm tore the roof off our barn.",
+             "I can not believe you remembered my birthday", "Fine. Whatever. Do what you want.",
+             "We finally won the championship after ten years", "Why would anyone leave a dog out in the cold?"]
+    exact = embeddings.embed(texts)
+    fast = embeddings.embed(texts, precision="auto")
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    assert np.abs(fast @ fast.T - exact @ exact.T).max() < 0.01
+    if embeddings.native_bf16_cpu():  # the bf16 path really ran here
+        assert not np.array_equal(fast, exact)
+    monkeypatch.setenv("EMOFORGE_ENCODER_PRECISION", "fp32")  # identical figures on every machine
+    assert np.array_equal(embeddings.embed(texts, precision="auto"), exact)
+    with pytest.raises(ValueError, match="auto or fp32"):
+        embeddings.embed(texts, precision="int8")
+
+
 # --------------------------------------------------------------------------- the upload decoder
 
 

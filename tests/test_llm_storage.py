@@ -70,7 +70,7 @@ def test_requests_stored_in_full_before_compaction_still_read_back(admin):
     job_id = jobs.enqueue(admin, "llm_generate", {})
     messages = list(emotion_guess_messages("An old row."))
     with write_session() as session:
-        session.add(LLMRequest(key="k" * 64, engine="openai", model="m", job_id=job_id, status="error",
+        session.add(LLMRequest(key="0f" * 16, engine="openai", model="m", job_id=job_id, status="error",
                                error="cannot reach it", request={"messages": messages, "sampling": {}, "schema": None}))
     assert [u.prompt for u in unanswered_requests(admin, job_id)] == [messages[-1]["content"]]
 
@@ -117,3 +117,25 @@ def test_a_stored_requests_sampling_reads_back_as_a_dict():
     assert stored_sampling({"sampling": compact_sampling(sampling)}) == {
         "temperature": 0.0, "top_p": 1.0, "max_tokens": 220, "seed": 7, "repetition_penalty": 1.03}
     assert stored_sampling({"sampling": {"temperature": 0.5, "seed": 1}}) == {"temperature": 0.5, "seed": 1}  # older rows
+
+
+def test_a_cache_key_is_stored_as_16_bytes_and_json_without_padding(admin):
+    """The key is half its hex text in the row and in its unique index; JSON columns carry no spaces, and
+    an answer with nothing to add in `parsed` leaves an SQL NULL there (not the JSON text null)."""
+    from sqlalchemy import text
+
+    from core.llm.runner import answered_keys
+
+    engine = OpenAIEngine("http://127.0.0.1:9/v1", "m")  # names the rows only; never asked
+    request = labelling("caf\u00e9 au lait").with_key("openai", "m")
+    assert len(request.key) == 32 and int(request.key, 16) >= 0
+    raw = '{"emotion": "joy", "confidence": 1}'
+    with write_session() as session:
+        store(session, [Outcome(request, "ok", ChatResult(request.key, raw), parsed={"emotion": "joy", "confidence": 1})],
+              engine, stage="labels", job_id=None, run_id=None)
+    with read_session() as session:
+        key_bytes, stored, parsed_is_null = session.execute(text(
+            "SELECT length(key), CAST(request AS TEXT), parsed IS NULL FROM llm_requests")).one()
+    assert key_bytes == 16 and parsed_is_null
+    assert ", " not in stored and '": ' not in stored and "caf\u00e9" in stored  # compact, text as text
+    assert answered_keys([request.key]) == {request.key}  # looked up by its hex form, as the runner does

@@ -180,7 +180,7 @@ def test_two_demo_stories_give_contextless_and_contextual_examples_with_provenan
         assert example.parent_id in parents and example.context and example.raw_context
         assert example.character_id == parents[example.parent_id].character_id
         assert set(example.meta["requests"]) == {"context", "clean", "rewrite"} and example.meta["variant"] == "rewritten"
-        assert isinstance(example.meta["flags"], list)
+        assert isinstance(example.meta.get("flags", []), list)
     with read_session() as session:
         for example in contextual:  # the soft labels travel with the rewrite
             mine = sorted(session.execute(select(Suggestion.label_id, Suggestion.oot_name, Suggestion.score)

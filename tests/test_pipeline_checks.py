@@ -229,3 +229,17 @@ def test_curate_filters_examples_by_pipeline_flag(database, admin):
     assert ids(CurationFilter(flags=("gate", "names_emotion"))) == sorted([named, gated])
     with pytest.raises(ValueError, match="unknown flag"):
         browse.search(admin, CurationFilter(flags=("nope",)), "oldest", 0, 50)
+
+
+def test_context_similarity_encodes_each_changed_pair_once_and_scores_an_unchanged_context_1(monkeypatch):
+    from core import embeddings
+    from core.pipeline.steps import clean
+
+    encoded: list[list[str]] = []
+    real = embeddings.embed
+    monkeypatch.setattr(embeddings, "embed", lambda texts, **kw: encoded.append(list(texts)) or real(texts, **kw))
+    raw = ["The wolf ate the last of the bread.", "She lost the race by a hair.", "The wolf ate the last of the bread."]
+    cleaned = ["The wolf ate the last of the bread.", "She came second in the race.", "A wolf ate the bread."]
+    values = clean.similarity(raw, cleaned)
+    assert values[0] == 1.0 and 0.3 < values[1] < 1.0 and 0.5 < values[2] < 1.0
+    assert len(encoded) == 1 and sorted(encoded[0]) == sorted(set(raw[1:] + cleaned[1:]))

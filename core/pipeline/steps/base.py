@@ -29,6 +29,9 @@ NEUTRAL_DESCRIPTION = "no particular emotion: calm, matter-of-fact, everyday"
 SYSTEM = "You are a careful writer helping to build an emotion data set. Answer with JSON only."
 # An emotion name of 2 to 32 characters. The length lives in the pattern, not in minLength/maxLength beside
 # it: vLLM's xgrammar backend does not take both on one string (see core.llm.structured).
+# The pipeline's encoder work (near-duplicates, context similarity) is a throughput cost paid per call:
+# bfloat16 where the CPU has it natively (core.embeddings.embed), fp32 elsewhere.
+ENCODER_PRECISION = "auto"
 NAME_PATTERN = r"^[A-Za-z][A-Za-z \-']{1,31}$"
 
 
@@ -85,7 +88,7 @@ class StepContext:
 
         missing = list(dict.fromkeys(t for t in texts if t not in self.vectors))
         if missing:
-            self.vectors.update(zip(missing, embeddings.embed(missing, batch_size=256)))
+            self.vectors.update(zip(missing, embeddings.embed(missing, precision=ENCODER_PRECISION)))
         if not len(texts):
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self.vectors[t] for t in texts])

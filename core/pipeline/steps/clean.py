@@ -8,7 +8,7 @@ from sqlalchemy import insert, select
 from core import labels as label_store
 from core import embeddings
 from core.pipeline.cleaning import EmotionWords
-from core.pipeline.steps.base import NEUTRAL, Item, Step, sentence_problem
+from core.pipeline.steps.base import ENCODER_PRECISION, NEUTRAL, Item, Step, sentence_problem
 from core.pipeline.steps.context import Context
 from db.models import Example, ExampleKind, Label, Suggestion
 
@@ -21,11 +21,11 @@ def variant_of(meta: dict | None) -> str:
 
 
 def similarity(a: list[str], b: list[str]) -> list[float]:
-    """Cosine similarity of each pair, with the bundled sentence encoder."""
-    if not a:
-        return []
-    left, right = embeddings.embed(a), embeddings.embed(b)
-    return [round(float(x), 4) for x in (left * right).sum(1)]
+    """Cosine similarity of each pair, with the bundled sentence encoder, all texts in one pass. A pair
+    of identical texts (a cleaning that found nothing to remove) is 1.0 without encoding."""
+    pending = list(dict.fromkeys(t for x, y in zip(a, b) if x != y for t in (x, y)))
+    vectors = dict(zip(pending, embeddings.embed(pending, precision=ENCODER_PRECISION))) if pending else {}
+    return [1.0 if x == y else round(float(vectors[x] @ vectors[y]), 4) for x, y in zip(a, b)]
 
 
 def measure_contexts(items: list[Item], context_of, clean_of) -> None:
@@ -93,10 +93,8 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
             parent_id=parent.id, taxonomy_id=ctx.taxonomy_id, template_id=ctx.templates[step.template_stage].id,
             llm_request_id=(final or clean).answer.request_id,
             target_emotion=parent.target_emotion,
-            meta={"slot": (parent.meta or {}).get("slot"), "variant": variant, "flags": flags,
-                  "teacher_emotion": (parent.meta or {}).get("teacher_emotion"),
-                  "seed": clean_request(clean, final).sampling.seed,
-                  "emotion_words": {"context": in_context, "utterance": in_text}, **extra},
+            meta=variant_meta(parent, variant, flags, clean_request(clean, final).sampling.seed,
+                              in_context, in_text, extra),
         ), parent.id))
     session.add_all([example for example, _ in made])
     session.flush()  # one batched INSERT ... RETURNING for the ids
@@ -106,6 +104,19 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
     if rows:
         session.execute(insert(Suggestion), rows)
     return len(made), flagged
+
+
+def variant_meta(parent, variant: str, flags: list[str], seed, in_context: dict, in_text: dict,
+                 extra: dict) -> dict:
+    """A contextual example's meta. Empty flags and emotion words are left out (readers default them):
+    most rows have none, and a run stores a third of a million of these."""
+    meta = {"slot": (parent.meta or {}).get("slot"), "variant": variant,
+            "teacher_emotion": (parent.meta or {}).get("teacher_emotion"), "seed": seed, **extra}
+    if flags:
+        meta["flags"] = flags
+    if in_context or in_text:
+        meta["emotion_words"] = {"context": in_context, "utterance": in_text}
+    return meta
 
 
 def clean_request(clean, final):

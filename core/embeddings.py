@@ -77,11 +77,14 @@ def embed(texts: Sequence[str], path: str | Path | None = None, batch_size: int 
     model = encoder(path)
     if not len(texts):
         return np.zeros((0, model.get_embedding_dimension() or 0), dtype=np.float32)
-    with _autocast(use_bf16(precision, model)):
+    bf16 = use_bf16(precision, model)
+    with _autocast(bf16):
         vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                                convert_to_numpy=True, show_progress_bar=False)
     vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    if bf16:  # unit length again in fp32 (the norm was taken at bf16 precision)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors
 
 
 def _autocast(bf16: bool):

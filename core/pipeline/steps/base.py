@@ -27,11 +27,11 @@ from db.models import LLMRequest
 NEUTRAL = "neutral"
 NEUTRAL_DESCRIPTION = "no particular emotion: calm, matter-of-fact, everyday"
 SYSTEM = "You are a careful writer helping to build an emotion data set. Answer with JSON only."
-# An emotion name of 2 to 32 characters. The length lives in the pattern, not in minLength/maxLength beside
-# it: vLLM's xgrammar backend does not take both on one string (see core.llm.structured).
 # The pipeline's encoder work (near-duplicates, context similarity) is a throughput cost paid per call:
 # bfloat16 where the CPU has it natively (core.embeddings.embed), fp32 elsewhere.
 ENCODER_PRECISION = "auto"
+# An emotion name of 2 to 32 characters. The length lives in the pattern, not in minLength/maxLength beside
+# it: vLLM's xgrammar backend does not take both on one string (see core.llm.structured).
 NAME_PATTERN = r"^[A-Za-z][A-Za-z \-']{1,31}$"
 
 

@@ -321,10 +321,10 @@ class LLMRequest(Base):
     stage: Mapped[str] = mapped_column(String(64), default="")
     engine: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(500))
-    # Compact: {"messages": [[role, [text id, ...]], ...], "sampling": [temperature, top_p, max_tokens, seed,
-    # repetition_penalty], "schema": text id}; the texts (paragraphs of the messages, the schema) live once
-    # each in `llm_texts` (core.llm.stored).
-    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Compact: [[[role, [text id or short inline text, ...]], ...], [temperature, top_p, max_tokens, seed,
+    # repetition_penalty], schema text id]; the texts (paragraphs of the messages, the schema) live once
+    # each in `llm_texts` (core.llm.stored). Earlier versions wrote the same as a dict.
+    request: Mapped[Any] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | ok | invalid | error
     raw_text: Mapped[Optional[str]] = mapped_column(Text)
     parsed: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True))  # SQL NULL, not a JSON null, when absent

@@ -75,6 +75,21 @@ def test_requests_stored_in_full_before_compaction_still_read_back(admin):
     assert [u.prompt for u in unanswered_requests(admin, job_id)] == [messages[-1]["content"]]
 
 
+def test_requests_stored_as_a_dict_by_earlier_versions_still_read_back(admin):
+    """Compact requests were a dict ({"messages", "sampling", "schema"}) before they became a list."""
+    from core.llm.stored import full_messages, stored_sampling
+
+    stored_failures(admin, [labelling("The flour is gone again.")])
+    with read_session() as session:
+        as_list = session.scalar(select(LLMRequest.request))
+        as_dict = {"messages": as_list[0], "sampling": as_list[1], "schema": as_list[2]}
+        assert isinstance(as_list, list) and len(as_list) == 3
+        assert full_messages(session, [as_dict]) == full_messages(session, [as_list]) == [
+            list(labelling("The flour is gone again.").messages)]
+    assert stored_sampling(as_dict) == stored_sampling(as_list) == {
+        "temperature": 0.0, "top_p": 0.95, "max_tokens": 256, "seed": 1, "repetition_penalty": 1.0}
+
+
 def test_the_jobs_page_lists_any_llm_jobs_unanswered_requests_with_their_prompt(admin):
     job_id = stored_failures(admin, [labelling("The wheel stopped at noon.")])
     at = open_page(admin, "jobs")

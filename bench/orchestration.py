@@ -19,10 +19,10 @@ afterwards) and once on SQLite (a temp file).
                        is calls / (time - encoder_seconds): the orchestration's own ceiling
   llm_layer_calls_per_s  one `llm_generate` job (requests in, answers cached; no pipeline stores), PostgreSQL
 
-Running time: at the defaults (2 x 50,000 calls and the 20,000-call LLM layer job) 3 min 9 s, measured
-2026-12-03 on a quiet 2-core machine with AMX (null endpoints, worker and PostgreSQL on the same two cores;
-the PostgreSQL run 90 s, the SQLite run 74 s; a CPU without native bfloat16 encodes in fp32: about a
-minute more). On 2026-12-02, with two other benchmarks on the same cores,
+Running time: at the defaults (2 x 50,000 calls and the 20,000-call LLM layer job) 2 min 44 s to 3 min 9 s,
+measured 2026-12-03 on a quiet 2-core machine with AMX (null endpoints, worker and PostgreSQL on the same
+two cores; the PostgreSQL run 78-90 s, the SQLite run 64-74 s; a CPU without native bfloat16 encodes in
+fp32: about a minute more). On 2026-12-02, with two other benchmarks on the same cores,
 `--calls 3000 --llm-layer-calls 2000` took 92 s. The last line is one JSON object.
 """
 

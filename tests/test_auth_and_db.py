@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 
@@ -144,14 +143,14 @@ def test_cache_keys_keep_their_answers_through_the_move_to_16_bytes(database):
     from alembic import command
 
     from core.llm.runner import answered_keys
-    from core.llm.types import ChatRequest, request_key
+    from core.llm.types import ChatRequest, request_digest, request_key
     from db.migrate import alembic_config, upgrade
     from db.session import dispose_engines
 
     request = ChatRequest(({"role": "user", "content": "How does the miller feel?"},))
     command.downgrade(alembic_config(database), "0016")
     dispose_engines()
-    old_key = _old_key("openai", "m", request)
+    old_key = request_digest("openai", "m", request)  # a key as it was stored before 0017
     _insert(database, "INSERT INTO llm_requests (key, stage, engine, model, request, status, raw_text, attempts, "
                       "prompt_tokens, completion_tokens, created_at) VALUES "
                       f"('{old_key}', 'labels', 'openai', 'm', '{{}}', 'ok', 'calm', 1, 0, 0, CURRENT_TIMESTAMP)")
@@ -160,15 +159,6 @@ def test_cache_keys_keep_their_answers_through_the_move_to_16_bytes(database):
     key = request_key("openai", "m", request)
     assert key == old_key[:32]
     assert answered_keys([key]) == {key}
-
-
-def _old_key(engine: str, model: str, request) -> str:
-    """A key as request_key made it before 0017: the whole SHA-256."""
-    import json
-
-    material = {"engine": engine, "model": model, "messages": list(request.messages),
-                "sampling": request.sampling.as_dict(), "schema": request.schema}
-    return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def test_upgrading_an_old_sqlite_database_keeps_rows_that_reference_a_rebuilt_table(tmp_path):

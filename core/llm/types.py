@@ -56,11 +56,14 @@ class ChatResult:
 KEY_HEX_DIGITS = 32  # 128 bits of SHA-256: no collision in any cache this size, half the bytes per row
 
 
-def request_key(engine: str, model: str, request: ChatRequest) -> str:
-    """Hash of everything that decides the answer: same key, same (cached) answer.
-
-    The first 128 bits of the SHA-256 that keys were before migration 0017, so cached answers stay found."""
+def request_digest(engine: str, model: str, request: ChatRequest) -> str:
+    """SHA-256 (hex) of everything that decides the answer: the whole of a cache key before migration 0017."""
     material = {"engine": engine, "model": model, "messages": list(request.messages),
                 "sampling": request.sampling.as_dict(), "schema": request.schema}
-    digest = hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    return digest[:KEY_HEX_DIGITS]
+    return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def request_key(engine: str, model: str, request: ChatRequest) -> str:
+    """Same key, same (cached) answer: the digest's first 128 bits, as 0017 cut the stored keys, so
+    answers cached before it stay found."""
+    return request_digest(engine, model, request)[:KEY_HEX_DIGITS]

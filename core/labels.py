@@ -214,15 +214,23 @@ def reapply_all(actor: Actor | None, taxonomy_id: int) -> int:
 # --------------------------------------------------------------------------- reading labels
 
 
+def shown_by(example=Example):
+    """Join condition: the suggestions `example` shows. A contextual variant shows its context-less
+    parent's (the paper gives both variants the parent's labels): they are stored once, on the parent,
+    and a fixed OOT mapping or a new threshold reaches the variants with it. Every reader of an
+    example's suggestions joins through this."""
+    return Suggestion.example_id == func.coalesce(example.parent_id, example.id)
+
+
 def teacher_scores(example_ids: Sequence[int], agent_prefix: str | None = None,
                    exclude_agent_prefix: str | None = "gold:") -> dict[int, dict[str, float]]:
     """example id -> {taxonomy label: best score} over mapped suggestions (OOT names left out)."""
     scores: dict[int, dict[str, float]] = defaultdict(dict)
     with read_session() as session:
         for start in range(0, len(example_ids), 500):
-            query = (select(Suggestion.example_id, Label.name, Suggestion.score)
+            query = (select(Example.id, Label.name, Suggestion.score).join(Suggestion, shown_by())
                      .join(Label, Label.id == Suggestion.label_id)
-                     .where(Suggestion.example_id.in_(list(example_ids[start:start + 500]))))
+                     .where(Example.id.in_(list(example_ids[start:start + 500]))))
             if agent_prefix:
                 query = query.where(Suggestion.agent.startswith(agent_prefix))
             if exclude_agent_prefix:
@@ -250,11 +258,10 @@ def oot_names(example_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
     found: dict[int, list[tuple[str, str]]] = defaultdict(list)
     with read_session() as session:
         for start in range(0, len(example_ids), 500):
-            query = (select(Suggestion.example_id, Suggestion.oot_name, OOTMapping.action)
-                     .join(Example, Example.id == Suggestion.example_id)
+            query = (select(Example.id, Suggestion.oot_name, OOTMapping.action).join(Suggestion, shown_by())
                      .outerjoin(OOTMapping, (OOTMapping.source_name == Suggestion.oot_name)
                                 & (OOTMapping.taxonomy_id == Example.taxonomy_id))
-                     .where(Suggestion.example_id.in_(list(example_ids[start:start + 500])),
+                     .where(Example.id.in_(list(example_ids[start:start + 500])),
                             Suggestion.oot_name.is_not(None)))
             for example_id, name, action in session.execute(query).tuples():
                 found[example_id].append((name, OOTAction(action).value if action else "pending"))

@@ -161,6 +161,54 @@ def test_cache_keys_keep_their_answers_through_the_move_to_16_bytes(database):
     assert answered_keys([key]) == {key}
 
 
+def test_contextual_variants_lose_only_their_copied_suggestions_and_show_their_parents(database):
+    """0018: the suggestions the pipeline copied onto each contextual variant go (readers go through the
+    parent); a row that is no copy stays, the OOT counts are recounted, and the downgrade copies back."""
+    from alembic import command
+
+    from core.labels import oot_names, teacher_scores
+    from core.taxonomy import seed_defaults
+    from db.migrate import alembic_config, upgrade
+    from db.session import dispose_engines
+
+    command.downgrade(alembic_config(database), "0017")
+    dispose_engines()
+    seed_defaults()
+    with read_session() as session:
+        taxonomy_id, joy, fear = session.execute(text(
+            "SELECT l.taxonomy_id, l.id, (SELECT id FROM labels WHERE name = 'fear' AND taxonomy_id = l.taxonomy_id) "
+            "FROM labels l JOIN taxonomies t ON t.id = l.taxonomy_id WHERE t.name = 'GoEmotions' AND l.name = 'joy'")).one()
+    dispose_engines()
+    example = ("INSERT INTO examples (kind, text, stage, source, meta, status, created_at, taxonomy_id, parent_id) "
+               "VALUES ('{}', '{}', 'x', '', '{{}}', 'pending', CURRENT_TIMESTAMP, " + str(taxonomy_id) + ", {})")
+    suggestion = ("INSERT INTO suggestions (example_id, label_id, oot_name, score, agent, created_at) "
+                  "VALUES ({}, {}, {}, {}, '{}', CURRENT_TIMESTAMP)")
+    _insert(database,
+            example.format("contextless", "a", "NULL"), example.format("contextual", "b", 1),
+            example.format("contextual", "c", 1),
+            "INSERT INTO oot_mappings (taxonomy_id, source_name, action, occurrences, note) "
+            f"VALUES ({taxonomy_id}, 'dread', 'pending', 3, '')",
+            *[suggestion.format(e, joy, "NULL", 0.8, "teacher:m") for e in (1, 2, 3)],
+            *[suggestion.format(e, "NULL", "'dread'", 0.4, "teacher:m") for e in (1, 2, 3)],
+            suggestion.format(3, fear, "NULL", 0.6, "user:ann"))  # no copy: stays
+    upgrade(database)
+    dispose_engines()
+    with read_session() as session:
+        left = session.execute(text("SELECT example_id, agent FROM suggestions ORDER BY id")).all()
+        counted = session.scalar(text("SELECT occurrences FROM oot_mappings WHERE source_name = 'dread'"))
+    assert left == [(1, "teacher:m"), (1, "teacher:m"), (3, "user:ann")] and counted == 1
+    scores = teacher_scores([1, 2, 3])
+    assert scores[2] == scores[1] == {"joy": 0.8}  # variants show the parent's, not what is left on them
+    assert oot_names([1, 2, 3]) == {e: [("dread", "pending")] for e in (1, 2, 3)}
+    command.downgrade(alembic_config(database), "0017")  # each variant without a suggestion gets copies back
+    dispose_engines()
+    with read_session() as session:
+        back = session.execute(text("SELECT example_id, count(*) FROM suggestions GROUP BY example_id "
+                                    "ORDER BY example_id")).all()
+        counted = session.scalar(text("SELECT occurrences FROM oot_mappings WHERE source_name = 'dread'"))
+    assert back == [(1, 2), (2, 2), (3, 1)] and counted == 2
+
+
 def test_upgrading_an_old_sqlite_database_keeps_rows_that_reference_a_rebuilt_table(tmp_path):
     """SQLite rebuilds a table to alter it (copy, DROP the old one): with foreign keys on, that DROP deleted
     every row referencing it ON DELETE CASCADE. Upgrading past 0012 (models rebuilt) lost every evaluation."""

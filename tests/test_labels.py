@@ -107,3 +107,51 @@ def test_run_examples_filter_by_emotion_at_the_threshold_and_show_provenance(dat
     labels.set_threshold(admin, 0.1)
     assert runs.run_examples(admin, run_id, emotion="joy")[1] == 2
     assert [r.id for r in runs.run_examples(admin, run_id, kind="contextless", emotion="fear")[0]] == [faint]
+
+
+def test_a_contextual_variant_shows_its_parents_labels_in_every_reader(database, monkeypatch):
+    """A variant's suggestions are not copied: teacher scores, current labels (both read paths), Curate
+    filters, review selection and verification, the label counts and export read them through the parent."""
+    from core.curate import diversity, filters
+    from core.curate import labels as curate_labels
+    from core.datasets import export
+    from core.review import selection
+    from core.review.tasks import verification
+    from db.models import DatasetMember, DatasetVersion, Suggestion
+
+    tid = _goemotions_id()
+    parent = _example(tid, [("fear", 0.9), ("dread", 0.5)])
+    with write_session() as session:
+        variant = Example(kind=ExampleKind.contextual, text="So I checked it again.", context="The lock was new.",
+                          taxonomy_id=tid, parent_id=parent)
+        other = Example(kind=ExampleKind.contextless, text="Nothing to see.", taxonomy_id=tid)
+        session.add_all([variant, other])
+        session.flush()
+        variant, other = variant.id, other.id
+        assert not session.scalar(select(Suggestion.id).where(Suggestion.example_id == variant))
+    ids = [parent, variant, other]
+    assert labels.teacher_scores(ids) == {parent: {"fear": 0.9}, variant: {"fear": 0.9}}
+    assert labels.oot_names(ids) == {e: [("dread", "pending")] for e in (parent, variant)}
+    small = curate_labels.current_labels(ids)
+    monkeypatch.setattr(curate_labels, "CHUNK", 0)  # the many-examples path: range scans over the holders
+    assert curate_labels.current_labels(ids) == small
+    assert small[variant].labels == ("fear",) == small[parent].labels and small[other].labels == ()
+    with read_session() as session:
+        def matching(**f) -> set[int]:
+            return set(filters.matching_ids(session, filters.CurationFilter(**f)))
+        assert matching(labels=("fear",)) == matching(oot="any") == matching(score_min=0.8) == {parent, variant}
+        assert matching(labels=("fear",), score_min=0.8) == {parent, variant}
+        assert matching(oot="none") == {other}
+        assert set(selection.select_example_ids(session, selection.Selection(label="fear"), tid)) == {parent, variant}
+        assert set(selection.select_example_ids(session, selection.Selection(per_emotion=5), tid)) >= {parent, variant}
+        assert selection.top_labels(session, ids, tid) == {parent: "fear", variant: "fear"}
+        assert verification._scores(session, ids, tid) == {parent: {"fear": 0.9}, variant: {"fear": 0.9}}
+        assert diversity.teacher_label_counts(session).get("fear") == 2
+    with write_session() as session:
+        version = DatasetVersion(name="v", taxonomy_id=tid, content_hash="h")
+        session.add(version)
+        session.flush()
+        session.add_all([DatasetMember(version_id=version.id, example_id=e, split="train", labels=[], scores={})
+                         for e in ids])
+        session.flush()
+        assert export._oot_names(session, version.id) == {parent: ["dread"], variant: ["dread"]}

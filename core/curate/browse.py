@@ -10,6 +10,7 @@ from core.auth import Actor, require_page
 from core.curate import filters
 from core.curate.filters import CurationFilter
 from core.curate.labels import current_labels
+from core.labels import shown_by
 from db.models import Character, Example, Signal, Story, Suggestion
 from db.session import read_session
 
@@ -56,8 +57,8 @@ def _rows(session, ids: list[int]) -> list[ExampleRow]:
     found = {e.id: (e, name, title) for e, name, title in session.execute(query).tuples()}
     labels = current_labels(ids, session)
     oot: dict[int, list[str]] = {}
-    for example_id, name in session.execute(select(Suggestion.example_id, Suggestion.oot_name).where(
-            Suggestion.example_id.in_(ids), Suggestion.oot_name.is_not(None))).tuples():
+    for example_id, name in session.execute(select(Example.id, Suggestion.oot_name).join(Suggestion, shown_by()).where(
+            Example.id.in_(ids), Suggestion.oot_name.is_not(None))).tuples():
         oot.setdefault(example_id, []).append(name)
     signals: dict[int, dict[str, float]] = {}
     for example_id, kind, value in session.execute(select(Signal.example_id, Signal.kind, Signal.value).where(

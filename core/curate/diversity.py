@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, insert, select
 from core import embeddings
 from core.auth import Actor, require_admin
 from core.curate.labels import chunks, current_labels
-from core.labels import threshold
+from core.labels import shown_by, threshold
 from db.models import (
     CurationDecision, Example, GroupSignal, Label, Question, Response, ResponseStatus, Suggestion,
 )
@@ -141,9 +141,9 @@ def diversity_table(group_by: str) -> list[DiversityRow]:
 
 def teacher_label_counts(session, kinds: tuple[str, ...] = ()) -> dict[str, int]:
     """Label -> examples whose suggestions reach the threshold for it (what the teacher says)."""
-    query = (select(Label.name, func.count(func.distinct(Suggestion.example_id)))
+    query = (select(Label.name, func.count(func.distinct(Example.id)))
              .join(Suggestion, Suggestion.label_id == Label.id)
-             .join(Example, Example.id == Suggestion.example_id)
+             .join(Example, shown_by(Example))
              .where(Suggestion.score >= threshold(session), ~Suggestion.agent.startswith("gold:"))
              .group_by(Label.name))
     if kinds:
@@ -192,9 +192,9 @@ def label_counts_for_page(actor) -> dict[str, int]:
     with read_session() as session:
         cut = threshold(session)
         alive = Example.status.not_in(["rejected", "evaluation"])
-        teacher = (select(Label.name, func.count(func.distinct(Suggestion.example_id)))
+        teacher = (select(Label.name, func.count(func.distinct(Example.id)))
                    .join(Suggestion, Suggestion.label_id == Label.id)
-                   .join(Example, Example.id == Suggestion.example_id)
+                   .join(Example, shown_by(Example))
                    .where(Suggestion.score >= cut, alive, latest_relabel_id().is_(None))
                    .group_by(Label.name))
         counts: Counter = Counter({name: int(n) for name, n in session.execute(teacher).tuples()})

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Float, Text, and_, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from core.labels import threshold
+from core.labels import shown_by, threshold
 from db.models import (
     CampaignItem, CurationDecision, Example, Label, OOTAction, OOTMapping, Question, Response,
     ResponseStatus, Signal, Suggestion,
@@ -103,7 +103,7 @@ def has_current_label(names: tuple[str, ...], cut: float):
     relabel_id = latest_relabel_id()
     teacher = exists(
         select(Suggestion.id).join(Label, Label.id == Suggestion.label_id)
-        .where(Suggestion.example_id == Example.id, Label.name.in_(names), Suggestion.score >= cut)
+        .where(shown_by(), Label.name.in_(names), Suggestion.score >= cut)
     )
     # Relabel labels are a JSON list of names: '["joy", "love"]' on both backends.
     decision = aliased(CurationDecision)
@@ -117,7 +117,7 @@ def has_current_label(names: tuple[str, ...], cut: float):
 
 
 def top_score():
-    return (select(func.max(Suggestion.score)).where(Suggestion.example_id == Example.id)
+    return (select(func.max(Suggestion.score)).where(shown_by())
             .correlate(Example).scalar_subquery())
 
 
@@ -161,12 +161,12 @@ def _review_condition(states: tuple[str, ...]):
 
 
 def _oot_condition(state: str):
-    any_oot = exists(select(Suggestion.id).where(Suggestion.example_id == Example.id, Suggestion.oot_name.is_not(None)))
+    any_oot = exists(select(Suggestion.id).where(shown_by(), Suggestion.oot_name.is_not(None)))
     decided = exists(select(OOTMapping.id).where(
         OOTMapping.taxonomy_id == Example.taxonomy_id, OOTMapping.source_name == Suggestion.oot_name,
         OOTMapping.action != OOTAction.pending))
     pending = exists(select(Suggestion.id).where(
-        Suggestion.example_id == Example.id, Suggestion.oot_name.is_not(None), Suggestion.label_id.is_(None), ~decided))
+        shown_by(), Suggestion.oot_name.is_not(None), Suggestion.label_id.is_(None), ~decided))
     if state == "any":
         return any_oot
     if state == "pending":
@@ -184,7 +184,7 @@ def conditions(f: CurationFilter, cut: float) -> list:
     if f.score_min is not None or f.score_max is not None:
         if f.labels:
             scored = select(Suggestion.id).join(Label, Label.id == Suggestion.label_id).where(
-                Suggestion.example_id == Example.id, Label.name.in_(f.labels),
+                shown_by(), Label.name.in_(f.labels),
                 *_range(Suggestion.score, f.score_min, f.score_max))
             out.append(exists(scored))
         else:

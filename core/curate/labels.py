@@ -17,8 +17,8 @@ from typing import NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.labels import threshold  # the one presence-threshold reader (also imported from here)
-from db.models import CurationDecision, Label, Suggestion
+from core.labels import shown_by, threshold  # the one presence-threshold reader (also imported from here)
+from db.models import CurationDecision, Example, Label, Suggestion
 from db.session import read_session
 
 CHUNK = 900  # ids per IN (...): under SQLite's and PostgreSQL's parameter limits
@@ -40,10 +40,10 @@ def suggestion_scores(session: Session, example_ids: Sequence[int]) -> dict[int,
     scores: dict[int, dict[str, float]] = defaultdict(dict)
     for part in chunks(example_ids):
         query = (
-            select(Suggestion.example_id, Label.name, func.max(Suggestion.score))
-            .join(Label, Label.id == Suggestion.label_id)
-            .where(Suggestion.example_id.in_(part))
-            .group_by(Suggestion.example_id, Label.name)
+            select(Example.id, Label.name, func.max(Suggestion.score))
+            .join(Suggestion, shown_by()).join(Label, Label.id == Suggestion.label_id)
+            .where(Example.id.in_(part))
+            .group_by(Example.id, Label.name)
         )
         for example_id, name, score in session.execute(query).tuples():
             scores[example_id][name] = float(score)
@@ -84,18 +84,23 @@ def _scores_by_range(session: Session, example_ids: Sequence[int]) -> tuple[dict
 
     names = dict(session.execute(select(Label.id, Label.name)).tuples().all())
     wanted = set(example_ids)
-    scores: dict[int, dict[str, float]] = defaultdict(dict)
+    holder = label_holders(session, example_ids)
+    holders = set(holder.values())  # suggestions are stored on these
+    held_by: dict[int, dict[str, float]] = defaultdict(dict)
     relabels: dict[int, tuple[int, str]] = {}
-    for low, high, _ in id_windows(example_ids):
+    for low, high, _ in id_windows(list(holders)):
         rows = raw_rows(session, select(Suggestion.example_id, Suggestion.label_id, func.max(Suggestion.score))
                         .where(Suggestion.example_id.between(low, high), Suggestion.label_id.is_not(None))
                         .group_by(Suggestion.example_id, Suggestion.label_id))
-        for example_id, label_id, score in rows:
-            if example_id in wanted:
-                held = scores[example_id]
-                name = names[label_id]
-                if score > held.get(name, -1.0):  # two labels of one name (two taxonomies): the higher
-                    held[name] = score
+        for holder_id, label_id, score in rows:
+            if holder_id not in holders:
+                continue
+            held = held_by[holder_id]
+            name = names[label_id]
+            if score > held.get(name, -1.0):  # two labels of one name (two taxonomies): the higher
+                held[name] = score
+    scores = {example_id: held_by[held_id] for example_id, held_id in holder.items() if held_id in held_by}
+    for low, high, _ in id_windows(example_ids):
         for example_id, decision_id, labels in raw_rows(session, select(
                 CurationDecision.example_id, CurationDecision.id, CurationDecision.labels).where(
                 CurationDecision.example_id.between(low, high), CurationDecision.action == "relabel",
@@ -104,6 +109,20 @@ def _scores_by_range(session: Session, example_ids: Sequence[int]) -> tuple[dict
                 relabels[example_id] = (decision_id, labels)
     return scores, {e: sorted(json.loads(text) if isinstance(text, str) else (text or []))
                     for e, (_, text) in relabels.items()}
+
+
+def label_holders(session: Session, example_ids: Sequence[int]) -> dict[int, int]:
+    """example id -> the id its suggestions are stored on (core.labels.shown_by): the example itself,
+    or a contextual variant's parent. Read by id range, for the many-examples path."""
+    from core.curate.sql import raw_rows
+
+    holder = {example_id: example_id for example_id in example_ids}
+    for low, high, _ in id_windows(example_ids):
+        for example_id, parent_id in raw_rows(session, select(Example.id, Example.parent_id).where(
+                Example.id.between(low, high), Example.parent_id.is_not(None))):
+            if example_id in holder:
+                holder[example_id] = parent_id
+    return holder
 
 
 def current_labels(example_ids: Sequence[int], session: Session | None = None,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased
 from core import config, csv_safe, jobs, owned_files
 from core.auth import Actor, require_admin
 from core.datasets.splits import SPLITS
+from core.labels import shown_by
 from db.models import Character, DatasetMember, DatasetVersion, Example, Export, Label, Suggestion
 from db.session import read_session, write_session
 
@@ -148,8 +149,8 @@ def read_version(version_id: int) -> tuple[VersionRows, list[str]]:
 def _oot_names(session, version_id: int) -> dict[int, list[str]]:
     """example id -> the teacher's names outside the taxonomy for it (sorted, each once)."""
     found: dict[int, set[str]] = {}
-    rows = session.execute(select(Suggestion.example_id, Suggestion.oot_name)
-                           .join(DatasetMember, DatasetMember.example_id == Suggestion.example_id)
+    rows = session.execute(select(DatasetMember.example_id, Suggestion.oot_name)
+                           .join(Example, Example.id == DatasetMember.example_id).join(Suggestion, shown_by())
                            .where(DatasetMember.version_id == version_id, Suggestion.oot_name.is_not(None))).tuples()
     for example_id, name in rows:
         found.setdefault(example_id, set()).add(name)

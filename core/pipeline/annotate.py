@@ -201,8 +201,8 @@ def _described(example_ids: list[int]) -> set[int]:
             chunk = example_ids[start:start + 500]
             found.update(session.scalars(select(Descriptor.example_id).where(
                 Descriptor.example_id.in_(chunk), Descriptor.agent.startswith(TEACHER_PREFIX))))
-            found.update(session.scalars(select(Suggestion.example_id).where(  # teacher labels, descriptors or not
-                Suggestion.example_id.in_(chunk), Suggestion.agent.startswith(TEACHER_PREFIX))))
+            found.update(session.scalars(select(Example.id).join(Suggestion, label_store.shown_by()).where(  # teacher labels
+                Example.id.in_(chunk), Suggestion.agent.startswith(TEACHER_PREFIX))))
     return found
 
 

@@ -176,7 +176,7 @@ def run_examples(actor: Actor | None, run_id: int, kind: str | None = None, offs
         where.append(Example.kind == ExampleKind(kind))
     if emotion:
         where.append(select(Suggestion.id).join(Label, Label.id == Suggestion.label_id)
-                     .where(Suggestion.example_id == Example.id, Label.name == emotion,
+                     .where(label_store.shown_by(), Label.name == emotion,
                             Suggestion.score >= label_store.threshold()).exists())
     with read_session() as session:
         total = session.scalar(select(func.count()).select_from(Example).where(*where))

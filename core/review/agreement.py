@@ -29,7 +29,8 @@ from core.review.measures import alpha, finite, kappa
 from core.review.questions import CHOICES_FROM_GROUP, CHOICES_FROM_ITEM, CHOICES_FROM_TAXONOMY, RATING_VALUES, QuestionView, choices
 from core.review.queue import taxonomy_label_names
 from core.review.selection import CHUNK, presence_threshold
-from db.models import CampaignItem, ItemAssignment, Label, Response, ResponseStatus, Suggestion, User
+from core.labels import shown_by
+from db.models import CampaignItem, Example, ItemAssignment, Label, Response, ResponseStatus, Suggestion, User
 from db.session import read_session
 
 
@@ -183,8 +184,8 @@ def _teacher_labels(session: Session, example_of: dict[int, int], taxonomy_id: i
     ids = sorted(set(example_of.values()))
     present: dict[int, set[str]] = defaultdict(set)
     for start in range(0, len(ids), CHUNK):
-        query = (select(Suggestion.example_id, Label.name).join(Label, Label.id == Suggestion.label_id)
-                 .where(Suggestion.example_id.in_(ids[start:start + CHUNK]), Suggestion.score >= threshold))
+        query = (select(Example.id, Label.name).join(Suggestion, shown_by()).join(Label, Label.id == Suggestion.label_id)
+                 .where(Example.id.in_(ids[start:start + CHUNK]), Suggestion.score >= threshold))
         if taxonomy_id is not None:
             query = query.where(Label.taxonomy_id == taxonomy_id)
         for example_id, name in _raw_rows(session, query):

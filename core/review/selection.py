@@ -65,12 +65,12 @@ def _filtered_query(selection: Selection, taxonomy_id: int | None, threshold: fl
         query = query.where(Example.text.contains(selection.text_contains, autoescape=True))
     if selection.label:
         present = (
-            select(Suggestion.example_id).join(Label, Label.id == Suggestion.label_id)
-            .where(Label.name == selection.label, Suggestion.score >= threshold)
+            select(Suggestion.id).join(Label, Label.id == Suggestion.label_id)
+            .where(labels.shown_by(), Label.name == selection.label, Suggestion.score >= threshold)
         )
         if taxonomy_id is not None:
             present = present.where(Label.taxonomy_id == taxonomy_id)
-        query = query.where(Example.id.in_(present))
+        query = query.where(present.exists())
     return query
 
 
@@ -130,7 +130,7 @@ def _present_labels(session: Session, ids: list[int], taxonomy_id: int | None,
                     threshold: float) -> dict[str, set[int]]:
     wanted = set(ids)
     query = (
-        select(Label.name, Suggestion.example_id).join(Label, Label.id == Suggestion.label_id)
+        select(Label.name, Example.id).join(Suggestion, labels.shown_by()).join(Label, Label.id == Suggestion.label_id)
         .where(Suggestion.score >= threshold)
     )
     if taxonomy_id is not None:
@@ -153,8 +153,8 @@ def top_labels(session: Session, ids: list[int], taxonomy_id: int | None) -> dic
             .where(Example.id.in_(chunk), Example.target_emotion.is_not(None))
         ).tuples().all())
         query = (
-            select(Suggestion.example_id, Label.name, Suggestion.score)
-            .join(Label, Label.id == Suggestion.label_id).where(Suggestion.example_id.in_(chunk))
+            select(Example.id, Label.name, Suggestion.score).join(Suggestion, labels.shown_by())
+            .join(Label, Label.id == Suggestion.label_id).where(Example.id.in_(chunk))
         )
         if taxonomy_id is not None:
             query = query.where(Label.taxonomy_id == taxonomy_id)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from core import labels as label_store
 from core import embeddings
@@ -52,7 +52,7 @@ def repeats_context(text: str, context: str) -> bool:
 
 
 def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -> tuple[int, int]:
-    """Contextual examples of one variant, linked to their parent, with the parent's soft labels: (added, flagged).
+    """Contextual examples of one variant, linked to their parent, whose soft labels they show: (added, flagged).
 
     `chains`: (parent example, character, raw context answer, clean answer, utterance text, final answer,
     extra meta). Flags say where a word still names the parent's own emotion.
@@ -66,7 +66,7 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
     names = dict(session.execute(select(Label.id, Label.name).where(Label.taxonomy_id == ctx.taxonomy_id)).tuples().all())
     cut = label_store.threshold()
     flagged = 0
-    made: list[tuple[Example, int]] = []
+    made: list[Example] = []
     for parent, character, raw, clean, text, final, extra in chains:
         if (parent.id, variant) in done:
             continue
@@ -86,7 +86,7 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
         flags += [f for f in (parent.meta or {}).get("flags", []) if f.startswith("gate:")]
         # The original utterance is the parent's text, the raw answer the linked LLM request's, the engine,
         # model, sampling and template versions the run's: the row keeps only what is its own.
-        made.append((Example(
+        made.append(Example(
             kind=ExampleKind.contextual, text=text, context=context,
             raw_context=" ".join(raw.answer.parsed["context"].split()), character_id=character.id,
             passage_id=parent.passage_id, story_id=parent.story_id, run_id=ctx.run_id, stage=step.stage,
@@ -95,14 +95,9 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
             target_emotion=parent.target_emotion,
             meta=variant_meta(parent, variant, flags, clean_request(clean, final).sampling.seed,
                               in_context, in_text, extra),
-        ), parent.id))
-    session.add_all([example for example, _ in made])
-    session.flush()  # one batched INSERT ... RETURNING for the ids
-    rows = [{"example_id": example.id, "label_id": s.label_id, "oot_name": s.oot_name, "score": s.score,
-             "agent": s.agent, "llm_request_id": s.llm_request_id, "created_at": s.created_at}
-            for example, parent_id in made for s in suggestions[parent_id]]
-    if rows:
-        session.execute(insert(Suggestion), rows)
+        ))
+    # The variants' labels are the parent's, read through it (core.labels.shown_by), not copied.
+    session.add_all(made)
     return len(made), flagged
 
 

@@ -48,13 +48,13 @@ class TextLabelsStep(Step):
         """Soft-label suggestions per answered text, once per agent."""
         from sqlalchemy import select
 
-        from db.models import Suggestion
+        from db.models import Example, Suggestion
 
         ids = [item.subject[0] for item in items if item.kept is not None]
-        already = set()
+        already = set()  # a contextual variant shows its parent's labels: it is labelled already
         for start in range(0, len(ids), 500):
-            already.update(session.scalars(select(Suggestion.example_id).where(
-                Suggestion.example_id.in_(ids[start:start + 500]), Suggestion.agent == ctx.agent)))
+            already.update(session.scalars(select(Example.id).join(Suggestion, label_store.shown_by()).where(
+                Example.id.in_(ids[start:start + 500]), Suggestion.agent == ctx.agent)))
         stored = 0
         for item in items:
             example_id = item.subject[0]

@@ -25,7 +25,8 @@ from core.review.selection import CHUNK, Selection, presence_threshold, select_e
 from core.review.tasks.base import (
     AnsweredItem, Figure, ReviewTask, Shown, ShownExample, TaskResults, character_and_context, sample, seeded, share,
 )
-from db.models import Label, Suggestion
+from core.labels import shown_by
+from db.models import Example, Label, Suggestion
 
 NONE = "none"
 NEUTRAL = "neutral"
@@ -88,8 +89,9 @@ def _scores(session: Session, ids: list[int], taxonomy_id: int) -> dict[int, dic
     scores: dict[int, dict[str, float]] = defaultdict(dict)
     for start in range(0, len(ids), CHUNK):
         for example_id, name, score in session.execute(
-            select(Suggestion.example_id, Label.name, Suggestion.score).join(Label, Label.id == Suggestion.label_id)
-            .where(Suggestion.example_id.in_(ids[start:start + CHUNK]), Label.taxonomy_id == taxonomy_id)
+            select(Example.id, Label.name, Suggestion.score).join(Suggestion, shown_by())
+            .join(Label, Label.id == Suggestion.label_id)
+            .where(Example.id.in_(ids[start:start + CHUNK]), Label.taxonomy_id == taxonomy_id)
         ).tuples():
             scores[example_id][name] = max(float(score), scores[example_id].get(name, 0.0))
     return scores

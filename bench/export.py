@@ -46,7 +46,8 @@ def synthetic_rows(n: int, taxonomy_id: int, label_ids: list[int], story_ids: li
             "status": "accepted" if i % 3 else "pending", "stage": "rewrite" if contextual else "utterances",
             "source": "", "meta": {},
         })
-        for j in set(rng.choice(len(label_ids), size=int(rng.integers(1, 4)), p=weights).tolist()):
+        picked = set(rng.choice(len(label_ids), size=int(rng.integers(1, 4)), p=weights).tolist())
+        for j in () if contextual else picked:  # a contextual variant shows its parent's (core.labels.shown_by)
             suggestions.append({"example_id": i + 1, "label_id": label_ids[j],
                                 "score": float(0.3 + 0.7 * rng.random()), "agent": "bench-teacher"})
     return examples, suggestions

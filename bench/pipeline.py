@@ -132,6 +132,12 @@ def print_results(run_id: int, wall: float, estimate, uncalibrated, args: dict) 
     error = lambda estimated, actual: round(abs(estimated - actual) / actual, 4) if actual else None  # noqa: E731
     print(f"estimate before launch: {estimate.calls} calls, {estimate.tokens} tokens "
           f"({estimate.measured_runs} earlier run(s) measured); spent: {spent_calls} calls, {spent_tokens} tokens")
+    print(f"  estimated {estimate.characters} characters, {estimate.utterances} context-less examples, "
+          f"{estimate.contexts} contexts; made {stats.get('measured', {})}")
+    for planned in estimate.stages:  # where the estimate and the run part ways
+        used = spent.get(planned.stage, {})
+        print(f"  {planned.stage:>10}: estimated {planned.calls} calls, spent {used.get('calls', 0)} "
+              f"({used.get('requests', 0)} requests)")
     print(json.dumps({"bench": "pipeline", "preset": args["preset"], "stories": args["stories"],
                       "examples": len(examples), "llm_calls": calls,
                       "examples_per_min": round(len(examples) / (wall / 60), 1),

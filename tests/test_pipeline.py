@@ -246,8 +246,8 @@ def _check_oot_and_threshold(admin, run_id: int, example_ids: list[int]) -> None
     assert labels.decide_oot(admin, tid, name, "map", "curiosity") >= count
     after = labels.example_labels(example_ids, at=0.0)
     with read_session() as session:
-        carrying = set(session.scalars(select(Suggestion.example_id).where(Suggestion.oot_name == name,
-                                                                           Suggestion.example_id.in_(example_ids))))
+        carrying = set(session.scalars(select(Example.id).join(Suggestion, labels.shown_by()).where(  # variants too
+            Suggestion.oot_name == name, Example.id.in_(example_ids))))
     assert carrying and all("curiosity" in after[i] for i in carrying)
     assert all(after[i] == before[i] for i in example_ids if i not in carrying)
     labels.decide_oot(admin, tid, name, "drop")

@@ -24,12 +24,12 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from core.auth import Actor, require_admin
+from core.labels import shown_by
 from core.review.campaigns import campaign_for, load_questions
 from core.review.measures import alpha, finite, kappa
 from core.review.questions import CHOICES_FROM_GROUP, CHOICES_FROM_ITEM, CHOICES_FROM_TAXONOMY, RATING_VALUES, QuestionView, choices
 from core.review.queue import taxonomy_label_names
 from core.review.selection import CHUNK, presence_threshold
-from core.labels import shown_by
 from db.models import CampaignItem, Example, ItemAssignment, Label, Response, ResponseStatus, Suggestion, User
 from db.session import read_session
 

@@ -3,9 +3,10 @@
 Both contextual variants of an utterance carry the labels of their context-less parent. The pipeline
 copied the parent's suggestions (about five rows) onto each variant: about 190 bytes per LLM call on
 PostgreSQL, and copies that a changed OOT mapping or label had to reach one by one. Readers now join
-through `core.labels.shown_by` (a variant's suggestions are its parent's), so the copies go: only rows
-equal to one of the parent's (same label or OOT name, score and agent) are deleted; any other row on
-a variant stays. The OOT dictionary's occurrence counts are recounted.
+through `core.labels.shown_by` (a variant's suggestions are its parent's), so the copies go. Only rows
+equal to one of the parent's (label or OOT name, score, agent and LLM request: what every version of
+the pipeline copied) are deleted; any other row on a variant stays. The OOT dictionary's occurrence
+counts are recounted.
 
 The downgrade copies the parent's suggestions back onto every variant that has none.
 
@@ -35,7 +36,8 @@ def upgrade() -> None:
         " SELECT s.id FROM suggestions s JOIN examples e ON e.id = s.example_id"
         " WHERE e.parent_id IS NOT NULL AND EXISTS ("
         "  SELECT 1 FROM suggestions p WHERE p.example_id = e.parent_id AND p.agent = s.agent"
-        f"  AND p.score = s.score AND p.label_id {same} s.label_id AND p.oot_name {same} s.oot_name))"
+        f"  AND p.score = s.score AND p.label_id {same} s.label_id AND p.oot_name {same} s.oot_name"
+        f"  AND p.llm_request_id {same} s.llm_request_id))"
     )
     op.execute(RECOUNT_OOT)
 

@@ -19,13 +19,13 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.labels import shown_by
 from core.review.measures import alpha, pairwise_kappas
 from core.review.questions import CHOICES_FROM_ITEM, AnswerError, QuestionSpec
 from core.review.selection import CHUNK, Selection, presence_threshold, select_example_ids
 from core.review.tasks.base import (
     AnsweredItem, Figure, ReviewTask, Shown, ShownExample, TaskResults, character_and_context, sample, seeded, share,
 )
-from core.labels import shown_by
 from db.models import Example, Label, Suggestion
 
 NONE = "none"

@@ -7,10 +7,11 @@ from sqlalchemy import select
 
 from core import labels as label_store
 from core import embeddings
+from core.curate.labels import suggestion_scores
 from core.pipeline.cleaning import EmotionWords
 from core.pipeline.steps.base import ENCODER_PRECISION, NEUTRAL, Item, Step, sentence_problem
 from core.pipeline.steps.context import Context
-from db.models import Example, ExampleKind, Label, Suggestion
+from db.models import Example, ExampleKind
 
 ORIGINAL, REWRITTEN = "original", "rewritten"  # the two contextual variants (meta["variant"])
 
@@ -62,8 +63,8 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
         select(Example.parent_id, Example.meta).where(Example.run_id == ctx.run_id,
                                                       Example.kind == ExampleKind.contextual)).tuples()}
     words = EmotionWords(ctx.label_names, ctx.synonyms)
-    suggestions = _suggestions_by_example(session, parents)
-    names = dict(session.execute(select(Label.id, Label.name).where(Label.taxonomy_id == ctx.taxonomy_id)).tuples().all())
+    scores = suggestion_scores(session, parents)  # what the flags compare with: the parent's labels
+    taxonomy = set(ctx.label_names)
     cut = label_store.threshold()
     flagged = 0
     made: list[Example] = []
@@ -72,7 +73,7 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
             continue
         context = " ".join(clean.answer.parsed["context"].split())
         text = " ".join(text.split())
-        own = {names[s.label_id] for s in suggestions[parent.id] if s.label_id in names and s.score >= cut}
+        own = {name for name, score in scores.get(parent.id, {}).items() if name in taxonomy and score >= cut}
         own |= {parent.target_emotion} - {NEUTRAL, None}
         flags, in_context, in_text = [], words.find(context), words.find(text)
         if own & set(in_context):
@@ -116,17 +117,6 @@ def variant_meta(parent, variant: str, flags: list[str], seed, in_context: dict,
 
 def clean_request(clean, final):
     return (final or clean).request
-
-
-def _suggestions_by_example(session, example_ids: list[int]) -> dict[int, list[Suggestion]]:
-    from collections import defaultdict
-
-    found: dict[int, list[Suggestion]] = defaultdict(list)
-    for start in range(0, len(example_ids), 500):
-        for suggestion in session.scalars(select(Suggestion).where(
-                Suggestion.example_id.in_(example_ids[start:start + 500]))):
-            found[suggestion.example_id].append(suggestion)
-    return found
 
 
 class Kept:

@@ -18,6 +18,9 @@ afterwards) and once on SQLite (a temp file).
                        check, context similarity); a GPU host runs it on the GPU. calls_per_s_without_encoder
                        is calls / (time - encoder_seconds): the orchestration's own ceiling
   llm_layer_calls_per_s  one `llm_generate` job (requests in, answers cached; no pipeline stores), PostgreSQL
+  null_teacher_calls_per_contextless_example, null_teacher_estimate_error  bench.pipeline's two call figures
+                       for this run, whose teacher never fails a gate or repeats itself: what the pipeline's own
+                       call accounting gives when the teacher is not the variable (bench.pipeline: the real one)
 
 Running time: at the defaults (2 x 50,000 calls and the 20,000-call LLM layer job) 5 min 6 s measured
 2026-12-04 on a quiet 2-core AMD EPYC with AVX512-BF16 and no AMX; 2 min 44 s to 3 min 9 s
@@ -181,7 +184,8 @@ def run_once(database_url: str, schema: str | None, endpoints: list[str], work: 
         entry = stats[stage]
         print(f"  {stage:>10}: {entry.get('total', 0)} requests in {entry.get('seconds', 0)} s "
               f"(engine wait {entry.get('engine_seconds', 0)} s)", flush=True)
-    return {"calls": calls, "seconds": wall, "bytes": sum(grown.values()), "encoder_seconds": encoder_seconds}
+    return {"calls": calls, "seconds": wall, "bytes": sum(grown.values()), "encoder_seconds": encoder_seconds,
+            "estimated": estimated, "contextless": stats["measured"]["contextless"]}
 
 
 class encoder_timer:
@@ -283,7 +287,9 @@ def main(argv: list[str] | None = None) -> None:
                        calls_per_s=round(pg["calls"] / pg["seconds"], 1),
                        db_bytes_per_call=round(pg["bytes"] / max(1, pg["calls"])),
                        encoder_seconds=round(pg["encoder_seconds"], 1),
-                       calls_per_s_without_encoder=round(pg["calls"] / (pg["seconds"] - pg["encoder_seconds"]), 1))
+                       calls_per_s_without_encoder=round(pg["calls"] / (pg["seconds"] - pg["encoder_seconds"]), 1),
+                       null_teacher_calls_per_contextless_example=round(pg["calls"] / max(1, pg["contextless"]), 3),
+                       null_teacher_estimate_error=round(abs(pg["estimated"] - pg["calls"]) / max(1, pg["calls"]), 4))
         if not args.skip_sqlite:
             lite = run_once(f"sqlite:///{work / 'bench.db'}", None, urls, work, args, "sqlite")
             figures.update(sqlite_calls=lite["calls"], sqlite_seconds=round(lite["seconds"], 1),

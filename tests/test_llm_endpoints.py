@@ -28,19 +28,27 @@ def answered_by(base_url: str) -> int:
         return int(sum(float(value) for value in SUCCESS.findall(response.read().decode())))
 
 
-def test_one_worker_keeps_two_vllm_servers_busy_and_stores_each_answer_once(admin, openai_url, tmp_path):
-    with running_server(tmp_path / "second.log", model=teacher_dir()) as second_url:
-        before = {url: answered_by(url) for url in (openai_url, second_url)}
-        engine_settings.save(admin, engine_settings.EngineSettings(
-            engine="openai", base_url=f"{openai_url}\n{second_url}", model=SERVED_NAME, max_concurrency=4))
-        n = 24
-        items = [{"messages": [{"role": "user", "content": f"Name one animal, number {i}."}],
-                  "sampling": {"max_tokens": 8, "seed": i}} for i in range(n)]
-        job_id = enqueue_generation(admin, items, stage="endpoints")
-        worker.serve(once=True)
-        view = jobs.get_job(admin, job_id)
-        served = {url: answered_by(url) - before[url] for url in (openai_url, second_url)}
-        sent = factory.current_engine().requests_per_endpoint()
+@pytest.fixture(scope="module")
+def second_url(tmp_path_factory):
+    """A second real vLLM server, started once for both databases' runs of the test (counts are taken as deltas)."""
+    with running_server(tmp_path_factory.mktemp("vllm-second") / "second.log", model=teacher_dir()) as url:
+        yield url
+
+
+def test_one_worker_keeps_two_vllm_servers_busy_and_stores_each_answer_once(admin, openai_url, second_url):
+    before = {url: answered_by(url) for url in (openai_url, second_url)}
+    engine_settings.save(admin, engine_settings.EngineSettings(
+        engine="openai", base_url=f"{openai_url}\n{second_url}", model=SERVED_NAME, max_concurrency=4))
+    sent_before = factory.current_engine().requests_per_endpoint()  # the engine is kept while its settings are
+    n = 24
+    items = [{"messages": [{"role": "user", "content": f"Name one animal, number {i}."}],
+              "sampling": {"max_tokens": 8, "seed": i}} for i in range(n)]
+    job_id = enqueue_generation(admin, items, stage="endpoints")
+    worker.serve(once=True)
+    view = jobs.get_job(admin, job_id)
+    served = {url: answered_by(url) - before[url] for url in (openai_url, second_url)}
+    sent = {url: count - sent_before.get(url, 0)
+            for url, count in factory.current_engine().requests_per_endpoint().items()}
 
     assert view.status == JobStatus.succeeded, view.error
     assert (view.result["answered"], view.done, view.total) == (n, n, n)

@@ -12,6 +12,7 @@ from core.pipeline.cleaning import EmotionWords
 from core.pipeline.steps.base import ENCODER_PRECISION, NEUTRAL, Item, Step, sentence_problem
 from core.pipeline.steps.context import Context
 from db.models import Example, ExampleKind
+from db.session import insert_rows
 
 ORIGINAL, REWRITTEN = "original", "rewritten"  # the two contextual variants (meta["variant"])
 
@@ -67,7 +68,7 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
     taxonomy = set(ctx.label_names)
     cut = label_store.threshold()
     flagged = 0
-    made: list[Example] = []
+    made: list[dict] = []
     for parent, character, raw, clean, text, final, extra in chains:
         if (parent.id, variant) in done:
             continue
@@ -87,7 +88,7 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
         flags += [f for f in (parent.meta or {}).get("flags", []) if f.startswith("gate:")]
         # The original utterance is the parent's text, the raw answer the linked LLM request's, the engine,
         # model, sampling and template versions the run's: the row keeps only what is its own.
-        made.append(Example(
+        made.append(dict(
             kind=ExampleKind.contextual, text=text, context=context,
             raw_context=" ".join(raw.answer.parsed["context"].split()), character_id=character.id,
             passage_id=parent.passage_id, story_id=parent.story_id, run_id=ctx.run_id, stage=step.stage,
@@ -98,7 +99,7 @@ def store_variant(ctx, session, step: Step, chains: list[tuple], variant: str) -
                               in_context, in_text, extra),
         ))
     # The variants' labels are the parent's, read through it (core.labels.shown_by), not copied.
-    session.add_all(made)
+    insert_rows(session, Example, made)
     return len(made), flagged
 
 

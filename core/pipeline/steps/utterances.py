@@ -17,6 +17,7 @@ from core.pipeline import dedup
 from core.pipeline.steps.base import NEUTRAL, Item, Step, Strict, names_a_character, plain_words, sentence_problem
 from core.pipeline.steps.characters import story_windows
 from db.models import Character, Example, ExampleKind, Story
+from db.session import insert_rows
 
 UTTERANCE_CHARS = 300
 
@@ -46,7 +47,7 @@ def store_contextless(ctx, session, fresh: list[tuple[Character, str, str, str |
     for entry in fresh:
         if entry[1] not in existing[entry[0].id]:
             by_character[entry[0].id].append(entry)
-    added = removed = 0
+    rows, removed = [], 0
     for character_id, entries in by_character.items():
         kept = list(existing[character_id].values())
         texts = kept + [" ".join(text.split()) for _, _, text, _, _ in entries]
@@ -58,12 +59,12 @@ def store_contextless(ctx, session, fresh: list[tuple[Character, str, str, str |
                 continue
             meta = dict(meta)
             columns = meta.pop("_columns")  # template and request: Example columns, not meta
-            session.add(Example(kind=ExampleKind.contextless, text=texts[index], character_id=character_id,
-                                passage_id=character.passage_id, story_id=character.story_id, run_id=ctx.run_id,
-                                stage="utterances", taxonomy_id=ctx.taxonomy_id, target_emotion=target,
-                                meta={"slot": slot, **meta}, **columns))
-            added += 1
-    return added, removed
+            rows.append(dict(kind=ExampleKind.contextless, text=texts[index], character_id=character_id,
+                             passage_id=character.passage_id, story_id=character.story_id, run_id=ctx.run_id,
+                             stage="utterances", taxonomy_id=ctx.taxonomy_id, target_emotion=target,
+                             meta={"slot": slot, **meta}, **columns))
+    insert_rows(session, Example, rows)
+    return len(rows), removed
 
 
 class UtterancesStep(Step):

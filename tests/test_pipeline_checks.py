@@ -243,3 +243,50 @@ def test_context_similarity_encodes_each_changed_pair_once_and_scores_an_unchang
     values = clean.similarity(raw, cleaned)
     assert values[0] == 1.0 and 0.3 < values[1] < 1.0 and 0.5 < values[2] < 1.0
     assert len(encoded) == 1 and sorted(encoded[0]) == sorted(set(raw[1:] + cleaned[1:]))
+
+
+def test_a_stored_variant_is_linked_flagged_where_a_word_names_its_parents_emotion_and_stored_once(database, admin):
+    from types import SimpleNamespace
+
+    from sqlalchemy import func, select
+
+    from core.labels import teacher_scores
+    from core.pipeline.steps import clean
+    from db.models import Example, Suggestion
+    from db.session import read_session, write_session
+    from tests.curate_support import add_example, goemotions_id, make_character, make_stories
+
+    story = make_stories(1)[0]
+    character = SimpleNamespace(id=make_character(story))
+    won = add_example("I finally crossed the line first.", {"joy": 0.8, "sadness": 0.1}, story_id=story)
+    lost = add_example("The tide came in early today.", {"neutral": 0.9}, story_id=story)
+    answer = lambda context, request_id=None: SimpleNamespace(  # noqa: E731 (a kept answer and its request)
+        answer=SimpleNamespace(parsed={"context": context}, request_id=request_id),
+        request=SimpleNamespace(sampling=SimpleNamespace(seed=7)), rejected=[])
+    ctx = SimpleNamespace(run_id=None, label_names=["joy", "sadness", "neutral"], synonyms={},
+                          taxonomy_id=goemotions_id(), templates={"clean": SimpleNamespace(id=None)})
+    step = SimpleNamespace(stage="clean", template_stage="clean")
+    with read_session() as session:
+        parents = {e.id: e for e in session.scalars(select(Example).where(Example.id.in_([won, lost])))}
+    chains = [
+        (parents[won], character, answer("She was  sad, then joyful."), answer("She ran  joyfully to the end."),
+         "What a joy this is.", None, {"context_similarity": 0.9}),
+        (parents[lost], character, answer("The boat was late."), answer("The boat was late."),
+         parents[lost].text, None, {}),
+    ]
+    with write_session() as session:
+        assert clean.store_variant(ctx, session, step, chains, clean.ORIGINAL) == (2, 1)
+    with write_session() as session:  # stored once: a resumed stage adds nothing
+        assert clean.store_variant(ctx, session, step, chains, clean.ORIGINAL) == (0, 0)
+    with read_session() as session:
+        variants = {e.parent_id: e for e in session.scalars(select(Example).where(Example.kind == "contextual"))}
+        own_rows = session.scalar(select(func.count()).select_from(Suggestion)
+                                  .where(Suggestion.example_id.in_([v.id for v in variants.values()])))
+    flagged, calm = variants[won], variants[lost]
+    assert (flagged.context, flagged.raw_context, flagged.text) == (
+        "She ran joyfully to the end.", "She was sad, then joyful.", "What a joy this is.")
+    assert flagged.meta["variant"] == "original" and flagged.meta["context_similarity"] == 0.9
+    assert flagged.meta["flags"] == ["context_names_emotion", "utterance_names_emotion"]
+    assert flagged.meta["emotion_words"] == {"context": {"joy": ["joyfully"]}, "utterance": {"joy": ["joy"]}}
+    assert "flags" not in calm.meta and "emotion_words" not in calm.meta  # sadness (0.1) is not the parent's emotion
+    assert own_rows == 0 and teacher_scores([flagged.id])[flagged.id] == teacher_scores([won])[won]

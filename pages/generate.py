@@ -161,8 +161,14 @@ def _live_stages(run_id: int) -> None:
         "stage": row.stage, "state": row.state, "requests": row.requests,
         "from cache": row.cached, "answered": row.answered, "invalid": row.invalid, "failed": row.failed,
         "rejected by gates": row.rejected, "kept with reason": row.kept_with_reason,
+        "calls estimated": "" if row.estimated_calls is None else row.estimated_calls,
         "calls spent": (detail.spent.get(row.stage) or {}).get("calls", ""),
         "result": row.produced} for row in detail.stage_rows()]), hide_index=True)
+    error = detail.estimate_error()
+    if error:
+        st.caption(f"Estimated before launch: {detail.estimate['calls']:,} calls, {detail.estimate['tokens']:,} tokens; "
+                   f"spent: {error['spent_calls']:,} calls, {error['spent_tokens']:,} tokens (off by "
+                   f"{error['calls']:.0%} in calls, {error['tokens']:.0%} in tokens).")
     failures = {row.stage: row.failure_reasons for row in detail.stage_rows() if row.failure_reasons}
     for stage, reasons in failures.items():
         with st.expander(f"Failures in {md_escape(stage)}"):

@@ -103,6 +103,7 @@ def test_admin_sets_the_threshold_and_maps_an_oot_name(admin):
 
 def test_runs_and_compare_tabs_show_examples_as_plain_text(admin):
     from core.pipeline import run as pipeline
+    from core.pipeline import runs
     from db.models import Example, ExampleKind
     from db.session import write_session
 
@@ -121,6 +122,9 @@ def test_runs_and_compare_tabs_show_examples_as_plain_text(admin):
     at = open_page(admin, "generate")
     at.selectbox(key="gen_run_pick").set_value(run_ids[0]).run()
     assert not at.exception, at.exception
+    stages = next(f.value for f in at.dataframe if "calls estimated" in f.value.columns)  # the launch estimate
+    launched = runs.run_detail(admin, run_ids[0]).estimate["stages"]
+    assert dict(zip(stages["stage"], stages["calls estimated"])) == {k: v["calls"] for k, v in launched.items()}
     grid = next(f.value for f in at.dataframe if "utterance" in f.value.columns)
     assert list(grid["utterance"]) == ["<script>alert(1)</script> **not bold**"]
     assert list(grid["labels"]) == ["joy"]

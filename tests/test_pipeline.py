@@ -294,6 +294,34 @@ def test_estimate_counts_calls_per_stage(database, admin):
     assert all(by_stage[s].calls == paper.contexts == 5 for s in ("context", "clean", "rewrite"))
 
 
+def test_a_run_keeps_the_estimate_it_was_launched_with_and_shows_it_beside_what_it_spent(database, admin):
+    from db.session import write_session
+
+    config = pipeline.prepare_config(_paper_config())
+    run_id = pipeline.create_run(admin, config)
+    launched = pipeline.estimate_run(config)
+    detail = runs.run_detail(admin, run_id)
+    assert detail.estimate["calls"] == launched.calls and detail.estimate["tokens"] == launched.tokens
+    assert [row.estimated_calls for row in detail.stage_rows()] == [s.calls for s in launched.stages]
+    assert detail.estimate_error() is None  # nothing spent yet
+    pipeline.stop_run(admin, run_id)
+
+    pipeline.extend_run(admin, run_id, emotional=6)  # a grown run is estimated again, whole
+    grown = runs.run_detail(admin, run_id)
+    assert grown.estimate["calls"] == pipeline.estimate_run(pipeline.RunConfig.from_dict(grown.config)).calls
+    assert grown.estimate["contextless"] > detail.estimate["contextless"]
+
+    spent = {s.stage: {"requests": s.calls, "calls": s.calls + 1, "prompt_tokens": s.prompt_tokens,
+                       "completion_tokens": s.output_tokens} for s in pipeline.estimate_run(config).stages}
+    with write_session() as session:  # what the job records when it ends
+        run = session.get(GenerationRun, run_id)
+        run.stats = {**run.stats, "spent": spent}
+    error = runs.run_detail(admin, run_id).estimate_error()
+    calls = sum(s["calls"] for s in spent.values())
+    assert error["spent_calls"] == calls
+    assert error["calls"] == round(abs(grown.estimate["calls"] - calls) / calls, 4) > 0
+
+
 def test_bad_run_settings_are_refused(database, admin, annotator):
     config = _small_run_config()
     from core.auth import PermissionDenied

@@ -212,6 +212,13 @@ class Estimate:
     def tokens(self) -> int:
         return sum(s.prompt_tokens + s.output_tokens for s in self.stages)
 
+    def as_record(self) -> dict[str, Any]:
+        """What a run keeps of the estimate it was launched with (its stats' "estimate"), beside what it spends."""
+        return {"calls": self.calls, "tokens": self.tokens, "measured_runs": self.measured_runs,
+                "characters": self.characters, "contextless": self.utterances, "contexts": self.contexts,
+                "stages": {s.stage: {"calls": s.calls, "tokens": s.prompt_tokens + s.output_tokens}
+                           for s in self.stages}}
+
 
 @dataclass
 class Plan:

@@ -24,7 +24,7 @@ from core.llm.types import Sampling
 from core.pipeline import gating, templates
 from core.pipeline import steps as registry
 from core.pipeline.plan import PRESETS, Estimate, PlanError, RunConfig, estimate, sample_stories  # noqa: F401
-from core.pipeline.steps.base import StepContext
+from core.pipeline.steps.base import StepContext, label_lines
 from core.taxonomy import get_taxonomy
 from db.models import (Character, Example, ExampleKind, GenerationRun, Job, JobStatus, Label, OOTAction, OOTMapping,
                        RunStatus, Story, utcnow)
@@ -74,10 +74,13 @@ def run_sampling(config: RunConfig) -> Sampling:
 
 def estimate_run(config: RunConfig, template_ids: dict[str, int] | None = None) -> Estimate:
     """Calls and tokens before launch (measured ratios of the engine model's earlier runs when there are some)."""
-    detail = get_taxonomy(config.taxonomy_id)
-    lines = "\n".join(f"- {label.name}: {label.description}" if label.description else f"- {label.name}"
-                      for label in detail.labels)
-    return estimate(config, chosen_templates(template_ids), lines, model=engine_settings.load().resolved_model)
+    return estimate(config, chosen_templates(template_ids), _label_lines(config),
+                    model=engine_settings.load().resolved_model)
+
+
+def _label_lines(config: RunConfig) -> str:
+    """The taxonomy's lines as the prompts list them (the same text the steps render)."""
+    return label_lines([(label.name, label.description) for label in get_taxonomy(config.taxonomy_id).labels])
 
 
 def create_run(actor: Actor | None, config: RunConfig, *, name: str = "", sample_size: int | None = None,
@@ -90,12 +93,13 @@ def create_run(actor: Actor | None, config: RunConfig, *, name: str = "", sample
         raise PlanError(f"Taxonomy {detail.name} has no labels.")
     chosen = chosen_templates(template_ids)
     settings = engine_settings.load()
+    launch_estimate = estimate_run(config, template_ids).as_record()  # kept, so the run shows estimate vs spent
     with write_session() as session:
         run = GenerationRun(
             name=name.strip() or f"{detail.name} · {len(config.story_ids)} stories · seed {config.seed}",
             corpus_id=config.corpus_id, taxonomy_id=config.taxonomy_id, config=config.as_dict(),
             template_versions={stage: {"id": t.id, "version": t.version} for stage, t in chosen.items()},
-            engine=settings.engine, model=settings.resolved_model,
+            engine=settings.engine, model=settings.resolved_model, stats={"estimate": launch_estimate},
             sampling=run_sampling(config).as_dict(), status=RunStatus.queued, created_by_id=actor.id)
         session.add(run)
         session.flush()
@@ -173,8 +177,14 @@ def extend_run(actor: Actor | None, run_id: int, *, add_story_ids: list[int] | N
             setattr(config, name, value)
     config.story_ids = sorted(stories)
     prepare_config(config)
+    with read_session() as session:
+        template_ids = {stage: v["id"] for stage, v in (_run_or_error(session, run_id).template_versions or {}).items()}
+    # The grown run's whole cost (answers it already has count as spent, as the run's figures count them).
+    launch_estimate = estimate(config, chosen_templates(template_ids, recorded=True), _label_lines(config),
+                               model=engine_settings.load().resolved_model).as_record()
     with write_session() as session:
-        _run_or_error(session, run_id).config = config.as_dict()
+        run = _run_or_error(session, run_id)
+        run.config, run.stats = config.as_dict(), {**(run.stats or {}), "estimate": launch_estimate}
     return _enqueue(actor, run_id)
 
 

@@ -46,6 +46,7 @@ class StageRow:
     rejected: int = 0  # answers the content gates rejected (asked again, or kept with the reason after the last try)
     kept_with_reason: int = 0
     rejection_reasons: dict[str, int] | None = None
+    estimated_calls: int | None = None  # the estimate the run was launched (or last extended) with
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,25 @@ class RunDetail:
             rows.append(StageRow(stage, state, entry.get("total", 0), entry.get("cached", 0), entry.get("answered", 0),
                                  entry.get("invalid", 0), entry.get("failed", 0), produced,
                                  entry.get("failure_reasons", {}), entry.get("rejected", 0),
-                                 entry.get("kept_with_reason", 0), entry.get("rejection_reasons", {})))
+                                 entry.get("kept_with_reason", 0), entry.get("rejection_reasons", {}),
+                                 (self.estimate.get("stages", {}).get(stage) or {}).get("calls")))
         return rows
+
+    @property
+    def estimate(self) -> dict[str, Any]:
+        """The cost estimate the run was launched with (core.pipeline.plan.Estimate.as_record); {} for older runs."""
+        return dict(self.stats.get("estimate") or {})
+
+    def estimate_error(self) -> dict[str, float] | None:
+        """|estimated - spent| / spent, in calls and in tokens, once the run has spent something (else None)."""
+        spent = self.spent
+        calls = sum(s.get("calls", 0) for s in spent.values())
+        tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in spent.values())
+        if not self.estimate or not calls:
+            return None
+        return {"calls": round(abs(self.estimate["calls"] - calls) / calls, 4),
+                "tokens": round(abs(self.estimate["tokens"] - tokens) / max(1, tokens), 4),
+                "spent_calls": calls, "spent_tokens": tokens}
 
     @property
     def quality(self) -> dict[str, Any]:

@@ -57,6 +57,7 @@ def cmd_import(actor: auth.Actor, args: argparse.Namespace) -> int:
 def cmd_generate(actor: auth.Actor, args: argparse.Namespace) -> int:
     from core import taxonomy
     from core.pipeline import run as pipeline
+    from core.pipeline import runs
 
     target = next((c for c in corpus.list_corpora() if c.name == args.corpus), None)
     if target is None:
@@ -70,10 +71,10 @@ def cmd_generate(actor: auth.Actor, args: argparse.Namespace) -> int:
         overrides["max_characters"] = args.characters
     config = pipeline.RunConfig.for_preset(args.preset, target.id, tax.id, seed=args.seed, **overrides)
     planned = pipeline.prepare_config(config, args.stories)
-    estimate = pipeline.estimate_run(planned)
-    print(f"{estimate.stories} stories ({pipeline.PRESETS[args.preset]['title']}): {estimate.calls} LLM calls, "
-          f"about {estimate.tokens} tokens")
     run_id = pipeline.create_run(actor, planned, name=args.name)
+    estimate = runs.run_detail(actor, run_id).estimate  # the one the run was launched with
+    print(f"{len(planned.story_ids)} stories ({pipeline.PRESETS[args.preset]['title']}): {estimate['calls']} LLM calls, "
+          f"about {estimate['tokens']} tokens")
     print(f"run {run_id} queued (run `python -m core.worker`; follow it with `jobs` or on the Generate page)")
     return 0
 

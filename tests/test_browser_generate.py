@@ -36,6 +36,8 @@ def test_admin_plans_launches_and_follows_a_run_to_its_examples(tmp_path):
             log = (tmp_path / "home" / "worker.log").read_text(errors="replace")[-3000:]
             status = page.get_by_text(re.compile("^Status:")).all_inner_texts()
             raise AssertionError(f"run did not succeed; page says {status}; worker log ends:\n{log}") from None
+        # the run kept the estimate it was launched with, and says how far off it was
+        page.get_by_text(re.compile(r"Estimated before launch: 7 calls, .* spent: \d+ calls")).wait_for()
         page.get_by_role("radio", name="Contextual").check(force=True)
         grid = page.locator("[data-testid=stDataFrame]").last
         grid.wait_for()

@@ -17,13 +17,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.auth import Actor, require_admin
 from core.taxonomy import normalise_label
 from db.models import Example, Label, OOTAction, OOTMapping, Setting, Suggestion, utcnow
-from db.session import read_session, write_session
+from db.session import insert_rows, read_session, write_session
 
 THRESHOLD_KEY = "labels.threshold"
 DEFAULT_THRESHOLD = 0.3
@@ -121,8 +121,7 @@ def add_suggestions_many(session: Session, taxonomy_id: int, entries: Sequence[S
     rows = [{"example_id": entry.example_id, "label_id": resolved[name][0], "oot_name": resolved[name][1],
              "score": score, "agent": agent, "llm_request_id": entry.llm_request_id, "created_at": utcnow()}
             for entry, scores in best for name, score in scores.items()]
-    if rows:
-        session.execute(insert(Suggestion), rows)
+    insert_rows(session, Suggestion, rows)
     return sum(1 for row in rows if row["oot_name"] is not None)
 
 

@@ -28,7 +28,7 @@ from core.llm.stored import compact_requests, full_messages, parsed_to_store, st
 from core.llm.structured import parse_answer
 from core.llm.types import ChatRequest, ChatResult
 from db.models import LLMRequest, utcnow
-from db.session import dialect_insert, read_session
+from db.session import dialect_insert, insert_rows, read_session
 
 
 @dataclass
@@ -203,7 +203,7 @@ def store(session: Session, outcomes: Sequence[Outcome], engine: Engine, *, stag
               "job_id": excluded.job_id},
         where=LLMRequest.status != "ok",
     )
-    session.execute(statement, rows)  # executemany: one compiled statement, rows sent in batches
+    insert_rows(session, statement, rows)  # executemany: one compiled statement, rows sent in batches
 
 
 class _Committer:

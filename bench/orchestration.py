@@ -22,8 +22,8 @@ afterwards) and once on SQLite (a temp file).
                        for this run, whose teacher never fails a gate or repeats itself: what the pipeline's own
                        call accounting gives when the teacher is not the variable (bench.pipeline: the real one)
 
-Running time: at the defaults (2 x 50,000 calls and the 20,000-call LLM layer job) 2 min 59 s measured
-2026-12-04 on a quiet 2-core Intel Xeon with AMX (the PostgreSQL run 82.6 s, the SQLite run 72.1 s);
+Running time: at the defaults (2 x 50,000 calls and the 20,000-call LLM layer job) 2 min 53 s measured
+2026-12-04 on a quiet 2-core Intel Xeon with AMX (the PostgreSQL run 78.8 s, the SQLite run 69.8 s);
 5 min 6 s the same day on a quiet 2-core AMD EPYC with AVX512-BF16 and no AMX; 2 min 44 s to 3 min 9 s
 measured 2026-12-03 on a quiet 2-core machine with AMX (null endpoints, worker and PostgreSQL on the same
 two cores; the PostgreSQL run 78-90 s, the SQLite run 64-74 s; a CPU without native bfloat16 encodes in

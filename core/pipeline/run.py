@@ -72,9 +72,10 @@ def run_sampling(config: RunConfig) -> Sampling:
                     base.max_tokens, base.seed, config.repetition_penalty)
 
 
-def estimate_run(config: RunConfig, template_ids: dict[str, int] | None = None) -> Estimate:
-    """Calls and tokens before launch (measured ratios of the engine model's earlier runs when there are some)."""
-    return estimate(config, chosen_templates(template_ids), _label_lines(config),
+def estimate_run(config: RunConfig, template_ids: dict[str, int] | None = None, recorded: bool = False) -> Estimate:
+    """Calls and tokens before launch (measured ratios of the engine model's earlier runs when there are some).
+    `recorded`: the template ids a run stored (see chosen_templates)."""
+    return estimate(config, chosen_templates(template_ids, recorded), _label_lines(config),
                     model=engine_settings.load().resolved_model)
 
 
@@ -180,8 +181,7 @@ def extend_run(actor: Actor | None, run_id: int, *, add_story_ids: list[int] | N
     with read_session() as session:
         template_ids = {stage: v["id"] for stage, v in (_run_or_error(session, run_id).template_versions or {}).items()}
     # The grown run's whole cost (answers it already has count as spent, as the run's figures count them).
-    launch_estimate = estimate(config, chosen_templates(template_ids, recorded=True), _label_lines(config),
-                               model=engine_settings.load().resolved_model).as_record()
+    launch_estimate = estimate_run(config, template_ids, recorded=True).as_record()
     with write_session() as session:
         run = _run_or_error(session, run_id)
         run.config, run.stats = config.as_dict(), {**(run.stats or {}), "estimate": launch_estimate}

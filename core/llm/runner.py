@@ -185,11 +185,12 @@ def store(session: Session, outcomes: Sequence[Outcome], engine: Engine, *, stag
         return
     compact = compact_requests(session, [o.request for o in outcomes])
     now = utcnow()
-    rows = [{
-        "key": o.request.key, "engine": engine.name, "model": engine.model, "stage": stage, "job_id": job_id,
+    rows = [{  # every value spelled out: insert_rows writes None as NULL, not as the column's default
+        "key": o.request.key, "engine": engine.name, "model": engine.model, "stage": stage or "", "job_id": job_id,
         "run_id": run_id, "status": o.status, "raw_text": o.result.text,
         "parsed": parsed_to_store(o.parsed, o.result.text), "error": o.reason,
-        "attempts": o.attempts, "prompt_tokens": o.result.prompt_tokens, "completion_tokens": o.completion_tokens,
+        "attempts": o.attempts, "prompt_tokens": o.result.prompt_tokens or 0,
+        "completion_tokens": o.completion_tokens or 0,
         "finish_reason": o.result.finish_reason, "completed_at": now, "created_at": now, "request": request,
     } for o, request in zip(outcomes, compact)]
     statement = dialect_insert(session, LLMRequest)

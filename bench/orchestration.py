@@ -277,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     work = Path(tempfile.mkdtemp(prefix="emoforge-bench-orchestration-"))
     figures: dict = {"bench": "orchestration", "calls_target": args.calls, "endpoints": args.endpoints}
+    from core.pipeline.plan import off_by
     with null_endpoints(args.endpoints, work) as urls:
         with postgres_schema(args.postgres) as (url, schema):
             pg = run_once(url, schema, urls, work, args, "postgresql")
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
                        encoder_seconds=round(pg["encoder_seconds"], 1),
                        calls_per_s_without_encoder=round(pg["calls"] / (pg["seconds"] - pg["encoder_seconds"]), 1),
                        null_teacher_calls_per_contextless_example=round(pg["calls"] / max(1, pg["contextless"]), 3),
-                       null_teacher_estimate_error=round(abs(pg["estimated"] - pg["calls"]) / max(1, pg["calls"]), 4))
+                       null_teacher_estimate_error=off_by(pg["estimated"], pg["calls"]))
         if not args.skip_sqlite:
             lite = run_once(f"sqlite:///{work / 'bench.db'}", None, urls, work, args, "sqlite")
             figures.update(sqlite_calls=lite["calls"], sqlite_seconds=round(lite["seconds"], 1),

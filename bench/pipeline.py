@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
 def print_results(run_id: int, wall: float, estimate, uncalibrated, args: dict) -> None:
     from sqlalchemy import select
 
+    from core.pipeline.plan import off_by, spent_totals
     from db.models import Example, GenerationRun, RunStatus
     from db.session import read_session
 
@@ -126,10 +127,8 @@ def print_results(run_id: int, wall: float, estimate, uncalibrated, args: dict) 
     engine_seconds = sum(stats[s]["engine_seconds"] for s in stages)
     show_examples(examples)
     spent = stats.get("spent", {})
-    spent_calls = sum(s["calls"] for s in spent.values())
-    spent_tokens = sum(s["prompt_tokens"] + s["completion_tokens"] for s in spent.values())
+    spent_calls, spent_tokens = spent_totals(spent)
     contextless = sum(1 for e in examples if e.kind.value == "contextless")
-    error = lambda estimated, actual: round(abs(estimated - actual) / actual, 4) if actual else None  # noqa: E731
     print(f"estimate before launch: {estimate.calls} calls, {estimate.tokens} tokens "
           f"({estimate.measured_runs} earlier run(s) measured); spent: {spent_calls} calls, {spent_tokens} tokens")
     print(f"  estimated {estimate.characters} characters, {estimate.utterances} context-less examples, "
@@ -144,9 +143,9 @@ def print_results(run_id: int, wall: float, estimate, uncalibrated, args: dict) 
                       "engine_busy_fraction": round(engine_seconds / wall, 3),
                       "contextless_examples": contextless,
                       "calls_per_contextless_example": round(spent_calls / contextless, 3) if contextless else None,
-                      "estimate_error": error(estimate.calls, spent_calls),
-                      "estimate_error_tokens": error(estimate.tokens, spent_tokens),
-                      "estimate_error_uncalibrated": error(uncalibrated.calls, spent_calls),
+                      "estimate_error": off_by(estimate.calls, spent_calls),
+                      "estimate_error_tokens": off_by(estimate.tokens, spent_tokens),
+                      "estimate_error_uncalibrated": off_by(uncalibrated.calls, spent_calls),
                       "quality": stats.get("quality", {})}))
 
 

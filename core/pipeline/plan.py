@@ -220,6 +220,17 @@ class Estimate:
                            for s in self.stages}}
 
 
+def spent_totals(spent: dict[str, dict[str, int]]) -> tuple[int, int]:
+    """(calls, tokens) over a run's per-stage `stats.spent`."""
+    return (sum(s.get("calls", 0) for s in spent.values()),
+            sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in spent.values()))
+
+
+def off_by(estimated: float, spent: float) -> float | None:
+    """How far an estimate was from what was spent: |estimated - spent| / spent (None when nothing was spent)."""
+    return round(abs(estimated - spent) / spent, 4) if spent else None
+
+
 @dataclass
 class Plan:
     """The counts a run is expected to reach, for the steps' `planned_calls`."""

@@ -179,7 +179,7 @@ def extend_run(actor: Actor | None, run_id: int, *, add_story_ids: list[int] | N
     config.story_ids = sorted(stories)
     prepare_config(config)
     with read_session() as session:
-        template_ids = {stage: v["id"] for stage, v in (_run_or_error(session, run_id).template_versions or {}).items()}
+        template_ids = recorded_template_ids(_run_or_error(session, run_id))
     # The grown run's whole cost (answers it already has count as spent, as the run's figures count them).
     launch_estimate = estimate_run(config, template_ids, recorded=True).as_record()
     with write_session() as session:
@@ -195,12 +195,17 @@ def repeat_run(actor: Actor | None, run_id: int, *, seed: int | None = None,
     with read_session() as session:
         source = _run_or_error(session, run_id)
         config = RunConfig.from_dict(source.config)
-        kept = {stage: v["id"] for stage, v in (source.template_versions or {}).items()}
+        kept = recorded_template_ids(source)
     if seed is not None:
         config.seed = seed
     with read_session() as session:  # ids recorded under a stage name of their time: key them by today's
         kept = {templates_stage(session, template_id): template_id for template_id in kept.values()}
     return create_run(actor, config, name=name, template_ids={**kept, **(template_ids or {})})
+
+
+def recorded_template_ids(run: GenerationRun) -> dict[str, int]:
+    """stage -> template id, as the run recorded them (keyed by the stage names of its time)."""
+    return {stage: v["id"] for stage, v in (run.template_versions or {}).items()}
 
 
 def templates_stage(session, template_id: int) -> str:
@@ -216,7 +221,7 @@ def _stage_context(run_id: int, engine: Engine) -> StepContext:
     with read_session() as session:
         run = _run_or_error(session, run_id)
         config = RunConfig.from_dict(run.config)
-        template_ids = {stage: v["id"] for stage, v in (run.template_versions or {}).items()}
+        template_ids = recorded_template_ids(run)
         sampling = Sampling(**{k: run.sampling[k] for k in ("temperature", "top_p", "max_tokens", "seed",
                                                             "repetition_penalty") if k in (run.sampling or {})})
         synonyms = dict(session.execute(

@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select
 from core import labels as label_store
 from core.auth import Actor, require_admin
 from core.pipeline import steps as registry
-from core.pipeline.plan import RunConfig
+from core.pipeline.plan import RunConfig, off_by, spent_totals
 from db.models import (Character, Example, ExampleKind, Expressiveness, GenerationRun, Job, Label, LLMRequest,
                        Suggestion, User)
 from db.session import read_session
@@ -92,13 +92,10 @@ class RunDetail:
 
     def estimate_error(self) -> dict[str, float] | None:
         """|estimated - spent| / spent, in calls and in tokens, once the run has spent something (else None)."""
-        spent = self.spent
-        calls = sum(s.get("calls", 0) for s in spent.values())
-        tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in spent.values())
+        calls, tokens = spent_totals(self.spent)
         if not self.estimate or not calls:
             return None
-        return {"calls": round(abs(self.estimate["calls"] - calls) / calls, 4),
-                "tokens": round(abs(self.estimate["tokens"] - tokens) / max(1, tokens), 4),
+        return {"calls": off_by(self.estimate["calls"], calls), "tokens": off_by(self.estimate["tokens"], tokens) or 0.0,
                 "spent_calls": calls, "spent_tokens": tokens}
 
     @property

@@ -70,14 +70,17 @@ with tabs[0]:
                 d1, d2 = st.columns(2)
                 high = d1.text_area("High pole", "\n".join(dimensions.VALENCE.high), key="pg_dim_high")
                 low = d2.text_area("Low pole", "\n".join(dimensions.VALENCE.low), key="pg_dim_low")
-                s1, s2 = st.columns(2)
+                s1, s2, s3 = st.columns(3)
                 scale_low = s1.number_input("Scale from", value=1.0, key="pg_dim_from")
                 scale_high = s2.number_input("to", value=5.0, key="pg_dim_to")
+                mapping = s3.selectbox("Position from", list(dimensions.MAPPINGS), key="pg_dim_mapping",
+                                       index=list(dimensions.MAPPINGS).index(dimensions.DEFAULT_MAPPING),
+                                       help="; ".join(f"{k}: {v}" for k, v in dimensions.MAPPINGS.items()))
                 if st.button("Score", key="pg_dim_score"):
                     try:
                         scored = evaluate.predict_dimension(actor, model_id, text, dimensions.parse_poles(high),
                                                             dimensions.parse_poles(low), context,
-                                                            (float(scale_low), float(scale_high)))
+                                                            (float(scale_low), float(scale_high)), mapping=mapping)
                     except (ValueError, PermissionDenied, KeyError, FileNotFoundError) as exc:
                         st.error(md_escape(exc))
                     else:

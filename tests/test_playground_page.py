@@ -126,6 +126,11 @@ def test_anyone_scores_a_dimension_from_two_poles(annotator):
     at.text_area(key="pg_text").input("This is awful, I feel sick and miserable.").run()
     at.button(key="pg_dim_score").click().run()
     assert 1.0 <= float(at.metric[0].value) < pleasant <= 5.0
+    unpleasant_axis = float(at.metric[0].value)
+    assert at.selectbox(key="pg_dim_mapping").value == "axis"  # the default, the same function for every model
+    at.selectbox(key="pg_dim_mapping").select("logistic").run()
+    at.button(key="pg_dim_score").click().run()
+    assert 1.0 <= float(at.metric[0].value) < 3.0 and float(at.metric[0].value) != unpleasant_axis
     at.text_area(key="pg_dim_low").input("  ").run()
     at.button(key="pg_dim_score").click().run()
     assert [e.value for e in at.error] == ["give at least one wording for each pole"]

@@ -151,6 +151,19 @@ def test_regression_figures_and_pole_scores_on_a_hand_made_case(tmp_path):
         dimensions.scores(model, pleasant, dimensions.Dimension("v", ("good",), (" ",)))
     assert dimensions.parse_poles("pleasant\nfeeling good; happy\n\n") == ("pleasant", "feeling good", "happy")
 
+    # The default mapping is the cosine with the axis from the low pole to the high one, the same function
+    # for every model; the logistic one uses the model's own temperature (1 for the untrained baseline).
+    embedded = model.embed_texts(pleasant + unpleasant)
+    high = dimensions.pole_vector(model, dimensions.VALENCE.high)
+    low = dimensions.pole_vector(model, dimensions.VALENCE.low)
+    axis_cos = embedded @ (high - low) / np.linalg.norm(embedded, axis=1) / np.linalg.norm(high - low)
+    np.testing.assert_allclose(values, 1.0 + 4.0 * (1.0 + axis_cos) / 2.0, atol=1e-5)
+    logistic = dimensions.scores(model, pleasant + unpleasant, dimensions.VALENCE, mapping="logistic")
+    np.testing.assert_allclose(logistic, 1.0 + 4.0 / (1.0 + np.exp(-(embedded @ high - embedded @ low))), atol=1e-5)
+    assert (np.argsort(logistic) == np.argsort(values)).all()
+    with pytest.raises(ValueError, match="unknown mapping"):
+        dimensions.scores(model, pleasant, dimensions.VALENCE, mapping="sigmoid")
+
     # EmoBank's file layout, read as a regression set and scored like an evaluation.
     (tmp_path / "emobank").mkdir()
     rows = [("a", "test", 4.2, pleasant[0]), ("b", "test", 4.0, pleasant[1]), ("c", "test", 1.6, unpleasant[0]),
@@ -161,6 +174,7 @@ def test_regression_figures_and_pole_scores_on_a_hand_made_case(tmp_path):
     assert len(bank) == 4 and bank.gold.tolist() == [4.2, 4.0, 1.6, 1.8]
     figs = dimensions.evaluate(model, bank)
     assert figs["pearson_r"] > 0.8 and figs["dimension"] == "valence" and figs["examples"] == 4
+    assert figs["mapping"] == "axis" and dimensions.evaluate(model, bank, "logistic")["mapping"] == "logistic"
 
 
 # --------------------------------------------------------------------------- export and adaptation

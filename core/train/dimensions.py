@@ -2,9 +2,15 @@
 "unpleasant" wordings), from any model that embeds texts and wordings in one space (a zero-shot model, the
 untrained-embedding baseline).
 
-A pole is the mean embedding of its wordings. A text's position is the probability that it sits at the high
-pole rather than the low one, a two-way softmax over its cosines with the two poles at the model's own learned
-temperature (sigmoid(scale * (cos_high - cos_low))), mapped linearly onto the dimension's scale (EmoBank: 1-5).
+A pole is the mean embedding of its wordings. How a text's embedding becomes a position between the poles
+(0 = the low pole, 1 = the high one) is a mapping (MAPPINGS), then stretched linearly onto the dimension's
+scale (EmoBank: 1-5):
+- "axis" (the default): the cosine of the text with the axis from the low pole to the high one (SemAxis, An
+  et al. 2018), (1 + cos) / 2. It has no temperature, so every model, trained or not, is scored by the same
+  function of its embeddings: a comparison between two models differs only in their weights.
+- "logistic": the two-way softmax of the text's cosines with the two poles at the model's own learned
+  temperature, sigmoid(scale * (cos_high - cos_low)). A trained model's temperature (20-50) saturates it
+  toward the ends of the scale, and the untrained baseline has none (1), so the two are not scored alike.
 No target label is used: the wordings below were written before any EmoBank figure was seen, and a user types
 their own on the Playground. Figures against gold scores: Pearson r and the mean absolute error.
 """
@@ -53,17 +59,36 @@ def pole_vector(predictor, wordings: Sequence[str]) -> np.ndarray:
     return mean / max(float(np.linalg.norm(mean)), 1e-9)
 
 
-def scores(predictor, texts: Sequence[str], dimension: Dimension,
-           contexts: Sequence[str | None] | None = None) -> np.ndarray:
-    """Each text's score on the dimension's scale."""
+MAPPINGS = {
+    "axis": "the text's cosine with the axis from the low pole to the high one: the same function for every model",
+    "logistic": "the two-way softmax of the text's cosines with the two poles, at the model's own temperature",
+}
+DEFAULT_MAPPING = "axis"
+
+
+def positions(predictor, texts: Sequence[str], dimension: Dimension, contexts: Sequence[str | None] | None = None,
+              mapping: str = DEFAULT_MAPPING) -> np.ndarray:
+    """Each text's position between the poles: 0 at the low pole, 1 at the high one."""
+    if mapping not in MAPPINGS:
+        raise ValueError(f"unknown mapping {mapping!r}: pick one of {', '.join(MAPPINGS)}")
     if not hasattr(predictor, "embed_texts"):
         raise ValueError("this model does not embed texts and wordings in one space: pick a zero-shot model or "
                          "the embedding baseline for a dimension score")
     dimension.check()
     embedded = predictor.embed_texts(list(texts), contexts)
-    difference = embedded @ pole_vector(predictor, dimension.high) - embedded @ pole_vector(predictor, dimension.low)
+    high, low = pole_vector(predictor, dimension.high), pole_vector(predictor, dimension.low)
+    if mapping == "axis":
+        axis = high - low
+        norms = np.linalg.norm(embedded, axis=1) * max(float(np.linalg.norm(axis)), 1e-9)
+        return (1.0 + (embedded @ axis) / np.maximum(norms, 1e-9)) / 2.0
     scale = float(predictor.log_scale.detach().exp())
-    toward_high = 1.0 / (1.0 + np.exp(-scale * difference))
+    return 1.0 / (1.0 + np.exp(-scale * (embedded @ high - embedded @ low)))
+
+
+def scores(predictor, texts: Sequence[str], dimension: Dimension,
+           contexts: Sequence[str | None] | None = None, mapping: str = DEFAULT_MAPPING) -> np.ndarray:
+    """Each text's score on the dimension's scale."""
+    toward_high = positions(predictor, texts, dimension, contexts, mapping)
     return dimension.low_value + (dimension.high_value - dimension.low_value) * toward_high
 
 
@@ -92,10 +117,11 @@ class RegressionSet:
         return RegressionSet(self.name, self.dimension, self.texts[:n], self.gold[:n])
 
 
-def evaluate(predictor, dataset: RegressionSet) -> dict:
+def evaluate(predictor, dataset: RegressionSet, mapping: str = DEFAULT_MAPPING) -> dict:
     """Every figure of one regression evaluation (plain JSON types), stored like a classification evaluation."""
-    predicted = scores(predictor, dataset.texts, dataset.dimension)
+    predicted = scores(predictor, dataset.texts, dataset.dimension, mapping=mapping)
     out = figures(predicted, dataset.gold)
     out.update(task="regression", dimension=dataset.dimension.name, high=list(dataset.dimension.high),
-               low=list(dataset.dimension.low), scale=[dataset.dimension.low_value, dataset.dimension.high_value])
+               low=list(dataset.dimension.low), scale=[dataset.dimension.low_value, dataset.dimension.high_value],
+               mapping=mapping)
     return out

@@ -508,7 +508,7 @@ class DimensionScore:
 
 def predict_dimension(actor: Actor | None, model_id: int, text: str, high: Sequence[str], low: Sequence[str],
                       context: str | None = None, scale: tuple[float, float] = (1.0, 5.0),
-                      name: str = "dimension") -> DimensionScore:
+                      name: str = "dimension", mapping: str | None = None) -> DimensionScore:
     """One text's zero-shot score on a dimension given by its two poles' wordings (the Playground)."""
     from core.train import dimensions, registry
 
@@ -520,6 +520,7 @@ def predict_dimension(actor: Actor | None, model_id: int, text: str, high: Seque
     dimension.check()
     record = registry.get_model(model_id)
     predictor = registry.load_predictor(model_id)
-    value = float(dimensions.scores(predictor, [text], dimension, [(context or "").strip() or None])[0])
+    value = float(dimensions.scores(predictor, [text], dimension, [(context or "").strip() or None],
+                                    mapping or dimensions.DEFAULT_MAPPING)[0])
     toward_high = (value - dimension.low_value) / (dimension.high_value - dimension.low_value)
     return DimensionScore(record.name, name, value, toward_high)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,13 +79,23 @@ class EvalSet:
         return EvalSet(self.name, self.labels, self.descriptions, self.texts[:n], self.y[:n], self.multi_label,
                        contexts, dict(self.meta))
 
-    def sample(self, n: int, seed: int = 0) -> EvalSet:
-        if n >= len(self):
-            return self
-        index = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+    def subset(self, index: Sequence[int], **meta) -> EvalSet:
         contexts = [self.contexts[i] for i in index] if self.contexts is not None else None
-        return EvalSet(self.name, self.labels, self.descriptions, [self.texts[i] for i in index], self.y[index],
-                       self.multi_label, contexts, {**self.meta, "sample": n, "seed": seed})
+        return EvalSet(self.name, self.labels, self.descriptions, [self.texts[i] for i in index],
+                       self.y[np.asarray(index, dtype=np.int64)], self.multi_label, contexts, {**self.meta, **meta})
+
+    def sample(self, n: int, seed: int = 0) -> EvalSet:
+        return self.sample_and_rest(n, seed)[0]
+
+    def sample_and_rest(self, n: int, seed: int = 0) -> tuple[EvalSet, EvalSet]:
+        """A random sample of n examples and the examples left out of it (disjoint: calibrate on one, select on
+        the other)."""
+        if n >= len(self):
+            return self, self.subset([], rest_of_sample=n, seed=seed)
+        index = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+        rest = np.setdiff1d(np.arange(len(self)), index)
+        return (self.subset(index.tolist(), sample=n, seed=seed),
+                self.subset(rest.tolist(), rest_of_sample=n, seed=seed))
 
 
 BUILTIN = {

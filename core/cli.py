@@ -495,17 +495,21 @@ def build_parser() -> argparse.ArgumentParser:
     exm.add_argument("--force", action="store_true", help=FORCE_HELP)
     exm.set_defaults(run=cmd_export_model)
 
+    from core.train.contrastive import ContrastiveConfig
+
+    zs_defaults = ContrastiveConfig()  # one set of defaults: the Playground's form and bench.zeroshot read it too
     zs = sub.add_parser("train-zeroshot", help="queue a contrastive (zero-shot) training run on a dataset version")
     zs.add_argument("version", type=int, help="dataset version id")
     zs.add_argument("--mode", choices=["distill", "labels"], default="distill",
                     help="distill: the teacher's descriptors only, no label read (default); labels: the version's labels")
-    zs.add_argument("--epochs", type=float, default=1.0)
-    zs.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: the epochs decide)")
-    zs.add_argument("--lr", type=float, default=5e-5)
-    zs.add_argument("--batch-size", type=int, default=32)
+    zs.add_argument("--epochs", type=float, default=zs_defaults.epochs)
+    zs.add_argument("--steps", type=int, default=zs_defaults.max_steps,
+                    help="stop after this many steps (0: the epochs decide)")
+    zs.add_argument("--lr", type=float, default=zs_defaults.learning_rate)
+    zs.add_argument("--batch-size", type=int, default=zs_defaults.batch_size)
     zs.add_argument("--base-model", default="", help="encoder folder (default: the bundled all-MiniLM-L6-v2)")
-    zs.add_argument("--seed", type=int, default=13)
-    zs.add_argument("--wise-alpha", type=float, default=1.0,
+    zs.add_argument("--seed", type=int, default=zs_defaults.seed)
+    zs.add_argument("--wise-alpha", type=float, default=zs_defaults.wise_alpha,
                     help="share of trained weights kept, the rest from the base encoder (WiSE-FT; 1.0: all trained)")
     zs.add_argument("--name", default="", help="model name in the registry")
     zs.set_defaults(run=cmd_train_zeroshot)

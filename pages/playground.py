@@ -166,10 +166,14 @@ if actor.is_admin:
             z1, z2, z3, z4, z5 = st.columns(5)
             zs_version = z1.selectbox("Dataset version", list(versions), key="pg_zs_version",
                                       format_func=lambda v: f"#{v} {versions[v]}")
-            zs_epochs = z2.number_input("Epochs", 0.1, 20.0, 1.0, 0.5, key="pg_zs_epochs")
-            zs_steps = z3.number_input("Max steps (0 = the epochs)", 0, 1_000_000, 0, 100, key="pg_zs_steps")
-            zs_lr = z4.number_input("Learning rate", 1e-6, 1e-2, 1e-4, format="%.1e", key="pg_zs_lr")
-            zs_alpha = z5.number_input("Share of trained weights", 0.05, 1.0, 1.0, 0.05, key="pg_zs_alpha")
+            zs_defaults = contrastive.ContrastiveConfig()
+            zs_epochs = z2.number_input("Epochs", 0.1, 20.0, zs_defaults.epochs, 0.5, key="pg_zs_epochs")
+            zs_steps = z3.number_input("Max steps (0 = the epochs)", 0, 1_000_000, zs_defaults.max_steps, 100,
+                                       key="pg_zs_steps")
+            zs_lr = z4.number_input("Learning rate", 1e-6, 1e-2, zs_defaults.learning_rate, format="%.1e",
+                                    key="pg_zs_lr")
+            zs_alpha = z5.number_input("Share of trained weights", 0.05, 1.0, zs_defaults.wise_alpha, 0.05,
+                                       key="pg_zs_alpha")
             zs_name = st.text_input("Model name", key="pg_zs_name", placeholder="contrastive <version name>")
             if st.button("Start zero-shot training (worker job)", key="pg_zs_start", disabled=zs_version is None):
                 try:

@@ -94,6 +94,15 @@ def test_admin_starts_a_zero_shot_training_run_from_the_page(admin):
         add_example(f"line {i}", {"joy": 0.9} if i % 2 else {"anger": 0.8}, story_id=stories[i % 10])
     version_id = versions.freeze(admin, "zs", ratios={"train": 0.6, "dev": 0.2, "test": 0.2}).id
     at = open_page(admin, "playground")
+    # The form, the CLI and bench.zeroshot start from one set of defaults (ContrastiveConfig).
+    from core import cli
+    from core.train.contrastive import ContrastiveConfig
+
+    defaults, parsed = ContrastiveConfig(), cli.build_parser().parse_args(["train-zeroshot", "3"])
+    assert (defaults.learning_rate, defaults.epochs, defaults.max_steps, defaults.wise_alpha) == (1e-4, 1.0, 0, 1.0)
+    assert (parsed.lr, parsed.epochs, parsed.steps, parsed.wise_alpha, parsed.batch_size) == (
+        1e-4, 1.0, 0, 1.0, defaults.batch_size)
+    assert (at.number_input(key="pg_zs_lr").value, at.number_input(key="pg_zs_epochs").value) == (1e-4, 1.0)
     at.selectbox(key="pg_zs_version").set_value(version_id).run()
     at.number_input(key="pg_zs_steps").set_value(200).run()
     at.number_input(key="pg_zs_alpha").set_value(0.6).run()

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--frozen-layers", type=int, default=0)
-    parser.add_argument("--wise-alpha", type=float, default=C.ContrastiveConfig().wise_alpha,
+    parser.add_argument("--wise-alpha", type=float, default=defaults.wise_alpha,
                         help="share of trained weights in the headline model (default: the product's, fixed a priori)")
     parser.add_argument("--compare-alphas", default="0.5,0.6,0.7,0.8,0.9",
                         help="also report these WiSE alphas, from the same trained weights (earlier lines only)")

@@ -93,6 +93,19 @@ def test_figures_on_a_hand_made_single_label_case():
     assert figs["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
 
 
+def test_a_sample_and_the_rest_split_a_set_in_two_disjoint_parts():
+    texts = [f"t{i}" for i in range(10)]
+    evalset = EvalSet("hand", ["a", "b"], ["", ""], texts, np.eye(2, dtype=np.int8)[[i % 2 for i in range(10)]],
+                      contexts=[f"c{i}" for i in range(10)])
+    sample, rest = evalset.sample_and_rest(4, seed=3)
+    assert len(sample) == 4 and len(rest) == 6 and sorted(sample.texts + rest.texts) == sorted(texts)
+    assert sample.texts == evalset.sample(4, seed=3).texts  # the calibration sample bench.zeroshot always drew
+    assert [int(t[1:]) % 2 for t in rest.texts] == rest.y.argmax(1).tolist()  # rows stay with their labels
+    assert rest.contexts == ["c" + t[1:] for t in rest.texts]
+    whole, nothing = evalset.sample_and_rest(20)
+    assert whole is evalset and len(nothing) == 0
+
+
 def test_multi_label_confusion_and_calibration_on_a_hand_made_case():
     y = np.array([[1, 1], [1, 0]])
     pred = np.array([[1, 0], [1, 1]])

@@ -75,7 +75,7 @@ with tabs[0]:
                 scale_high = s2.number_input("to", value=5.0, key="pg_dim_to")
                 mapping = s3.selectbox("Position from", list(dimensions.MAPPINGS), key="pg_dim_mapping",
                                        index=list(dimensions.MAPPINGS).index(dimensions.DEFAULT_MAPPING),
-                                       help="; ".join(f"{k}: {v}" for k, v in dimensions.MAPPINGS.items()))
+                                       help=dimensions.MAPPING_HELP)
                 if st.button("Score", key="pg_dim_score"):
                     try:
                         scored = evaluate.predict_dimension(actor, model_id, text, dimensions.parse_poles(high),

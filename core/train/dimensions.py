@@ -64,6 +64,7 @@ MAPPINGS = {
     "logistic": "the two-way softmax of the text's cosines with the two poles, at the model's own temperature",
 }
 DEFAULT_MAPPING = "axis"
+MAPPING_HELP = "; ".join(f"{name}: {meaning}" for name, meaning in MAPPINGS.items())
 
 
 def positions(predictor, texts: Sequence[str], dimension: Dimension, contexts: Sequence[str | None] | None = None,

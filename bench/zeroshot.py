@@ -141,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             per_label = ", ".join(f"{r['label']} {r['f1']:.2f}" for r in figs["per_label"])
             print(f"{label} on {evalset.name}: macro-F1 {figs['macro_f1']:.4f}, micro-F1 {figs['micro_f1']:.4f} "
                   f"({per_label})", flush=True)
+        embedded_bank, embedded_source = predictor.embed_texts(bank.texts), predictor.embed_texts(selection.texts)
         for mapping in dimensions.MAPPINGS:
-            figs = dimensions.evaluate(predictor, bank, mapping)
-            source_r = float(np.corrcoef(dimensions.positions(predictor, selection.texts, bank.dimension,
-                                                              mapping=mapping), polarity)[0, 1])
+            figs = dimensions.evaluate(predictor, bank, mapping, embedded_bank)
+            source_r = float(np.corrcoef(dimensions.place(predictor, embedded_source, bank.dimension, mapping),
+                                         polarity)[0, 1])
             headline = mapping == dimensions.DEFAULT_MAPPING
             if headline:
                 out[bank.name] = figs

@@ -76,7 +76,11 @@ def positions(predictor, texts: Sequence[str], dimension: Dimension, contexts: S
         raise ValueError("this model does not embed texts and wordings in one space: pick a zero-shot model or "
                          "the embedding baseline for a dimension score")
     dimension.check()
-    embedded = predictor.embed_texts(list(texts), contexts)
+    return place(predictor, predictor.embed_texts(list(texts), contexts), dimension, mapping)
+
+
+def place(predictor, embedded: np.ndarray, dimension: Dimension, mapping: str = DEFAULT_MAPPING) -> np.ndarray:
+    """Positions of texts the predictor already embedded (one embedding pass serves every mapping)."""
     high, low = pole_vector(predictor, dimension.high), pole_vector(predictor, dimension.low)
     if mapping == "axis":
         axis = high - low
@@ -89,7 +93,10 @@ def positions(predictor, texts: Sequence[str], dimension: Dimension, contexts: S
 def scores(predictor, texts: Sequence[str], dimension: Dimension,
            contexts: Sequence[str | None] | None = None, mapping: str = DEFAULT_MAPPING) -> np.ndarray:
     """Each text's score on the dimension's scale."""
-    toward_high = positions(predictor, texts, dimension, contexts, mapping)
+    return on_scale(dimension, positions(predictor, texts, dimension, contexts, mapping))
+
+
+def on_scale(dimension: Dimension, toward_high: np.ndarray) -> np.ndarray:
     return dimension.low_value + (dimension.high_value - dimension.low_value) * toward_high
 
 
@@ -118,9 +125,14 @@ class RegressionSet:
         return RegressionSet(self.name, self.dimension, self.texts[:n], self.gold[:n])
 
 
-def evaluate(predictor, dataset: RegressionSet, mapping: str = DEFAULT_MAPPING) -> dict:
-    """Every figure of one regression evaluation (plain JSON types), stored like a classification evaluation."""
-    predicted = scores(predictor, dataset.texts, dataset.dimension, mapping=mapping)
+def evaluate(predictor, dataset: RegressionSet, mapping: str = DEFAULT_MAPPING,
+             embedded: np.ndarray | None = None) -> dict:
+    """Every figure of one regression evaluation (plain JSON types), stored like a classification evaluation.
+    `embedded`: the dataset's texts already embedded by this predictor (scoring several mappings)."""
+    if embedded is None:
+        predicted = scores(predictor, dataset.texts, dataset.dimension, mapping=mapping)
+    else:
+        predicted = on_scale(dataset.dimension, place(predictor, embedded, dataset.dimension, mapping))
     out = figures(predicted, dataset.gold)
     out.update(task="regression", dimension=dataset.dimension.name, high=list(dataset.dimension.high),
                low=list(dataset.dimension.low), scale=[dataset.dimension.low_value, dataset.dimension.high_value],

@@ -30,6 +30,7 @@ from core.auth import Actor, require_admin, require_page
 from core.taxonomy import EKMAN_GROUPING, SENTIMENT_GROUPING, get_taxonomy
 from core.train import external
 from core.train import metrics as M
+from core.train.dimensions import DEFAULT_MAPPING
 from core.train.external import EvalSet
 from core.train.rules import Rule
 from db.models import DatasetMember, DatasetVersion, Evaluation, Example, Model
@@ -508,7 +509,7 @@ class DimensionScore:
 
 def predict_dimension(actor: Actor | None, model_id: int, text: str, high: Sequence[str], low: Sequence[str],
                       context: str | None = None, scale: tuple[float, float] = (1.0, 5.0),
-                      name: str = "dimension", mapping: str | None = None) -> DimensionScore:
+                      name: str = "dimension", mapping: str = DEFAULT_MAPPING) -> DimensionScore:
     """One text's zero-shot score on a dimension given by its two poles' wordings (the Playground)."""
     from core.train import dimensions, registry
 
@@ -520,7 +521,6 @@ def predict_dimension(actor: Actor | None, model_id: int, text: str, high: Seque
     dimension.check()
     record = registry.get_model(model_id)
     predictor = registry.load_predictor(model_id)
-    value = float(dimensions.scores(predictor, [text], dimension, [(context or "").strip() or None],
-                                    mapping or dimensions.DEFAULT_MAPPING)[0])
+    value = float(dimensions.scores(predictor, [text], dimension, [(context or "").strip() or None], mapping)[0])
     toward_high = (value - dimension.low_value) / (dimension.high_value - dimension.low_value)
     return DimensionScore(record.name, name, value, toward_high)

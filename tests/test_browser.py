@@ -93,3 +93,44 @@ def test_a_deep_link_survives_the_login_even_on_a_fresh_server(browser, tmp_path
         main_heading(page, "Corpus").wait_for()
         main_heading(page, "Corpora").wait_for()
         page.close()
+
+
+def test_anyone_scores_valence_from_two_poles_with_either_mapping(browser, tmp_path):
+    """The Playground's dimension score in Chromium: the untrained embedding model, the default mapping (the
+    pole axis), then the logistic one; the real encoder, the real database."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.browser_support import ROOT
+
+    home = tmp_path / "home"
+    with served_app(home) as base:
+        register = ("from core.auth import system_actor\nfrom core.models_setup import ensure_student\n"
+                    "from core.train import registry\n"
+                    "registry.register_model(system_actor(), 'baseline', 'baseline: untrained embedding similarity', "
+                    "str(ensure_student()), [], config={'baseline': 'embedding'})\n")
+        env = {"EMOFORGE_HOME": str(home), "DATABASE_URL": f"sqlite:///{home / 'emoforge.db'}", "HF_HUB_OFFLINE": "1"}
+        subprocess.run([sys.executable, "-c", register], cwd=ROOT, env={**os.environ, **env}, check=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        log_in(page, base, *ANNOTATOR, path="playground")
+        page.get_by_role("textbox", name="Text", exact=True).fill("What a lovely, warm and happy afternoon.")
+        page.get_by_text("Score a dimension (e.g. valence) from its two poles").click()
+        metric = page.get_by_test_id("stMetricValue")
+
+        def score() -> float:
+            before = metric.inner_text() if metric.count() else None
+            page.get_by_role("button", name="Score", exact=True).click()
+            page.wait_for_function("b => { const m = document.querySelector('[data-testid=\"stMetricValue\"]');"
+                                   " return m && m.innerText !== b; }", arg=before)
+            return float(metric.inner_text())
+
+        axis = score()
+        assert 3.0 < axis <= 5.0  # a pleasant text sits toward the high pole
+        page.get_by_role("combobox", name="Position from").click()
+        page.get_by_role("option", name="logistic").click()
+        logistic = score()
+        assert 3.0 < logistic <= 5.0 and logistic != axis
+        context.close()
